@@ -1,0 +1,185 @@
+//! Scripted agents for entity scenarios: greedy expected information gain (the strong
+//! classical baseline) and the suboptimal, human-like variants corpora are made from.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use dialogym_engine::transcript::agent_turns;
+use dialogym_engine::{Agent, AgentTurn, Spec};
+use dialogym_scenarios::entity::{EntityScenario, History};
+use rand::Rng as _;
+
+use crate::belief::Belief;
+
+/// How a questioner departs from greedy information gain.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Style {
+    /// Greedy EIG: ask the most informative question; name the most likely entity when the
+    /// expected cost of naming it beats asking.
+    Greedy,
+    /// With probability `eps` ask a random question it has not asked yet.
+    EpsGreedy {
+        /// Exploration probability.
+        eps: f64,
+    },
+    /// Names the most likely entity as soon as its probability reaches `threshold`.
+    EarlyGuesser {
+        /// Posterior mass that triggers a guess.
+        threshold: f64,
+    },
+    /// With probability `p` repeats a question it already asked.
+    Redundant {
+        /// Repeat probability.
+        p: f64,
+    },
+    /// Random questions; names a random entity with probability `guess`.
+    Random {
+        /// Guess probability per turn.
+        guess: f64,
+    },
+}
+
+/// What greedy EIG would do in a state (cached per history: it is deterministic).
+#[derive(Clone, Copy, Debug)]
+struct Decision {
+    /// The most informative attribute.
+    best_question: usize,
+    /// The most likely entity and its probability.
+    top: (usize, f64),
+    /// Whether naming `top` beats asking.
+    guess_now: bool,
+}
+
+/// A scripted agent for [`EntityScenario`].
+pub struct Questioner {
+    style: Style,
+    /// The slip probability the agent assumes of the persona.
+    slip: f64,
+    spec: String,
+    cache: HashMap<(Vec<u32>, bool), Decision>,
+}
+
+impl Questioner {
+    /// Builds one from its spec: `greedy-eig`, `eps-greedy(eps=0.3)`,
+    /// `early-guesser(threshold=0.05)`, `redundant(p=0.5)`, `random(guess=0.1)`; each takes
+    /// `slip` (the noise it assumes, default 0).
+    pub fn from_spec(spec: &Spec) -> Result<Option<Questioner>> {
+        let style = match spec.name.as_str() {
+            "greedy-eig" => {
+                spec.expect_only(&["slip"])?;
+                Style::Greedy
+            }
+            "eps-greedy" => {
+                spec.expect_only(&["slip", "eps"])?;
+                Style::EpsGreedy { eps: spec.probability("eps", 0.3)? }
+            }
+            "early-guesser" => {
+                spec.expect_only(&["slip", "threshold"])?;
+                Style::EarlyGuesser { threshold: spec.probability("threshold", 0.05)? }
+            }
+            "redundant" => {
+                spec.expect_only(&["slip", "p"])?;
+                Style::Redundant { p: spec.probability("p", 0.5)? }
+            }
+            "random" => {
+                spec.expect_only(&["slip", "guess"])?;
+                Style::Random { guess: spec.probability("guess", 0.1)? }
+            }
+            _ => return Ok(None),
+        };
+        let slip = spec.probability("slip", 0.0)?;
+        Ok(Some(Questioner { style, slip, spec: spec.to_string(), cache: HashMap::new() }))
+    }
+
+    fn decide(&mut self, scenario: &EntityScenario, history: &History, last_turn: bool) -> Decision {
+        let key: Vec<u32> = history
+            .answers
+            .iter()
+            .map(|&(a, ans)| (a as u32) << 2 | ans as u32)
+            .chain(history.guessed.iter().map(|&e| 1 << 31 | e as u32))
+            .collect();
+        if self.cache.len() > 1 << 20 {
+            self.cache.clear();
+        }
+        let slip = self.slip;
+        *self.cache.entry((key, last_turn)).or_insert_with(|| greedy_decision(scenario, history, slip, last_turn))
+    }
+}
+
+fn greedy_decision(scenario: &EntityScenario, history: &History, slip: f64, last_turn: bool) -> Decision {
+    let table = &*scenario.table;
+    let belief = Belief::from_history(table, history, slip);
+    let top = belief.top();
+    let mut best = (0, f64::NEG_INFINITY, [0.0; 3]);
+    for a in 0..table.attributes.len() {
+        let (p, eig) = belief.answer_distribution(table, a, slip);
+        if eig > best.1 + 1e-12 {
+            best = (a, eig, p);
+        }
+    }
+    let guess_now = last_turn || {
+        // Expected utterances still needed: naming `top` now (wrong with 1 − p1, then carry
+        // on) against asking the best question and carrying on from each answer.
+        let guess_cost = (1.0 - top.1) * (1.0 + belief.without(top.0).cost_to_go());
+        let ask_cost = 1.0
+            + (0..3)
+                .filter(|&i| best.2[i] > 0.0)
+                .map(|i| {
+                    let ans = dialogym_scenarios::entity::Answer::from_index(i);
+                    best.2[i] * belief.update(table, best.0, ans, slip).cost_to_go()
+                })
+                .sum::<f64>();
+        guess_cost <= ask_cost
+    };
+    Decision { best_question: best.0, top, guess_now }
+}
+
+impl Agent<EntityScenario> for Questioner {
+    fn id(&self) -> String {
+        self.spec.clone()
+    }
+
+    fn act(&mut self, scenario: &EntityScenario, turns: &mut [AgentTurn<'_>]) -> Result<Vec<String>> {
+        let n_attr = scenario.table.attributes.len();
+        let n_ent = scenario.table.entities.len();
+        let mut out = Vec::with_capacity(turns.len());
+        for turn in turns.iter_mut() {
+            let history = scenario.history(turn.transcript);
+            let last_turn = agent_turns(turn.transcript) + 1 >= scenario.rules.max_turns;
+            let asked = |a: usize| history.answers.iter().any(|&(b, _)| b == a);
+            let random_unasked = |rng: &mut dialogym_engine::seed::Rng| {
+                let fresh: Vec<usize> = (0..n_attr).filter(|&a| !asked(a)).collect();
+                if fresh.is_empty() { rng.random_range(0..n_attr) } else { fresh[rng.random_range(0..fresh.len())] }
+            };
+            let ask = |a: usize| scenario.question_text(a).to_string();
+            let name = |e: usize| scenario.guess_text(e);
+            let text = match self.style {
+                Style::Random { guess } => {
+                    if last_turn || turn.rng.random_bool(guess) {
+                        let fresh: Vec<usize> = (0..n_ent).filter(|e| !history.guessed.contains(e)).collect();
+                        name(fresh.get(turn.rng.random_range(0..fresh.len().max(1))).copied().unwrap_or(0))
+                    } else {
+                        ask(random_unasked(&mut turn.rng))
+                    }
+                }
+                style => {
+                    let d = self.decide(scenario, &history, last_turn);
+                    let greedy = if d.guess_now { name(d.top.0) } else { ask(d.best_question) };
+                    match style {
+                        Style::EpsGreedy { eps } if !d.guess_now && turn.rng.random_bool(eps) => {
+                            ask(random_unasked(&mut turn.rng))
+                        }
+                        Style::EarlyGuesser { threshold } if d.top.1 >= threshold => name(d.top.0),
+                        Style::Redundant { p } if !d.guess_now && !history.answers.is_empty() && turn.rng.random_bool(p) => {
+                            let i = turn.rng.random_range(0..history.answers.len());
+                            ask(history.answers[i].0)
+                        }
+                        _ => greedy,
+                    }
+                }
+            };
+            out.push(text);
+        }
+        Ok(out)
+    }
+}

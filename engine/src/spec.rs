@@ -1,0 +1,221 @@
+//! Specs: how a user names a scenario, an agent or a persona on the command line.
+//!
+//! Grammar: `name[:arg][(key=value,...)]`, e.g. `greedy-eig`, `oracle(slip=0.05)`,
+//! `learned:runs/ilql`, `twenty-questions(holdout=0.2,split=train)`. A mixture of agents is
+//! `mix:SPEC@WEIGHT,SPEC@WEIGHT,...`; each episode draws one component by weight.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+/// One named component with an optional positional argument and key=value parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    /// The registry name (`greedy-eig`).
+    pub name: String,
+    /// The positional argument after `:` (a checkpoint or model path).
+    pub arg: Option<String>,
+    /// Parameters in parentheses, sorted by key so the canonical form is unique.
+    pub params: BTreeMap<String, String>,
+}
+
+impl Spec {
+    /// Parses `name[:arg][(k=v,...)]`.
+    pub fn parse(text: &str) -> Result<Spec> {
+        let text = text.trim();
+        let (head, params_text) = match text.find('(') {
+            Some(open) => {
+                let inner = text[open + 1..]
+                    .strip_suffix(')')
+                    .ok_or_else(|| anyhow!("spec `{text}`: `(` without a closing `)` at the end"))?;
+                (&text[..open], Some(inner))
+            }
+            None => (text, None),
+        };
+        let (name, arg) = match head.split_once(':') {
+            Some((n, a)) => (n, Some(a.to_string())),
+            None => (head, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            bail!("spec `{text}`: the name must be letters, digits, `-` or `_`");
+        }
+        let mut params = BTreeMap::new();
+        if let Some(inner) = params_text {
+            for pair in split_top_level(inner, ',') {
+                let pair = pair.trim();
+                if pair.is_empty() {
+                    continue;
+                }
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("spec `{text}`: parameter `{pair}` is not key=value"))?;
+                if params.insert(k.trim().to_string(), v.trim().to_string()).is_some() {
+                    bail!("spec `{text}`: parameter `{}` given twice", k.trim());
+                }
+            }
+        }
+        Ok(Spec { name: name.to_string(), arg, params })
+    }
+
+    /// A parameter parsed as `T`, or `default` when absent.
+    pub fn get<T: FromStr>(&self, key: &str, default: T) -> Result<T>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.params.get(key) {
+            None => Ok(default),
+            Some(v) => v.parse::<T>().map_err(|e| anyhow!("`{self}`: parameter {key}={v}: {e}")),
+        }
+    }
+
+    /// A probability parameter in [0, 1].
+    pub fn probability(&self, key: &str, default: f64) -> Result<f64> {
+        let p: f64 = self.get(key, default)?;
+        if !(0.0..=1.0).contains(&p) {
+            bail!("`{self}`: parameter {key}={p} must lie in [0, 1]");
+        }
+        Ok(p)
+    }
+
+    /// Fails on parameters the component does not know (a typo must not pass silently).
+    pub fn expect_only(&self, known: &[&str]) -> Result<()> {
+        for k in self.params.keys() {
+            if !known.contains(&k.as_str()) {
+                let list = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+                bail!("`{self}`: unknown parameter `{k}` (known: {list})");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        if let Some(a) = &self.arg {
+            write!(f, ":{a}")?;
+        }
+        if !self.params.is_empty() {
+            let inner: Vec<String> = self.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            write!(f, "({})", inner.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+/// A single component, or a weighted mixture drawn once per episode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MixSpec {
+    /// Components with their normalized weights (summing to 1).
+    pub components: Vec<(Spec, f64)>,
+}
+
+impl MixSpec {
+    /// Parses `SPEC` or `mix:SPEC@W,SPEC@W,...`.
+    pub fn parse(text: &str) -> Result<MixSpec> {
+        let text = text.trim();
+        let Some(body) = text.strip_prefix("mix:") else {
+            return Ok(MixSpec { components: vec![(Spec::parse(text)?, 1.0)] });
+        };
+        let mut components = Vec::new();
+        for part in split_top_level(body, ',') {
+            let (spec, weight) = match part.rsplit_once('@') {
+                Some((s, w)) => {
+                    let w: f64 = w.trim().parse().with_context(|| format!("mixture `{text}`: weight `{w}`"))?;
+                    (s, w)
+                }
+                None => (part, 1.0),
+            };
+            if !(w_ok(weight)) {
+                bail!("mixture `{text}`: weight {weight} must be positive and finite");
+            }
+            components.push((Spec::parse(spec)?, weight));
+        }
+        if components.is_empty() {
+            bail!("mixture `{text}` has no components");
+        }
+        let total: f64 = components.iter().map(|c| c.1).sum();
+        for c in &mut components {
+            c.1 /= total;
+        }
+        Ok(MixSpec { components })
+    }
+
+    /// Index of the component drawn by `u` in [0, 1).
+    pub fn pick(&self, u: f64) -> usize {
+        let mut acc = 0.0;
+        for (i, (_, w)) in self.components.iter().enumerate() {
+            acc += w;
+            if u < acc {
+                return i;
+            }
+        }
+        self.components.len() - 1
+    }
+}
+
+fn w_ok(w: f64) -> bool {
+    w.is_finite() && w > 0.0
+}
+
+impl fmt::Display for MixSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let [(only, _)] = self.components.as_slice() {
+            return write!(f, "{only}");
+        }
+        let parts: Vec<String> = self.components.iter().map(|(s, w)| format!("{s}@{w}")).collect();
+        write!(f, "mix:{}", parts.join(","))
+    }
+}
+
+/// Splits on `sep` outside parentheses.
+fn split_top_level(text: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            c if c == sep && depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_canonically() {
+        let s = Spec::parse("oracle(slip=0.05, b=2)").unwrap();
+        assert_eq!(s.name, "oracle");
+        assert_eq!(s.to_string(), "oracle(b=2,slip=0.05)");
+        let l = Spec::parse("learned:runs/x(temperature=0.5)").unwrap();
+        assert_eq!(l.arg.as_deref(), Some("runs/x"));
+        assert_eq!(l.get("temperature", 0.0).unwrap(), 0.5);
+        assert!(Spec::parse("bad name").is_err());
+        assert!(Spec::parse("x(a)").is_err());
+        assert!(Spec::parse("x(a=1").is_err());
+        assert!(l.expect_only(&["seed"]).is_err());
+    }
+
+    #[test]
+    fn mixtures_normalize_and_pick() {
+        let m = MixSpec::parse("mix:random@1,eps-greedy(eps=0.3,x=1)@3").unwrap();
+        assert_eq!(m.components.len(), 2);
+        assert_eq!(m.components[1].0.params.len(), 2);
+        assert!((m.components[1].1 - 0.75).abs() < 1e-12);
+        assert_eq!(m.pick(0.2), 0);
+        assert_eq!(m.pick(0.3), 1);
+        assert!(MixSpec::parse("mix:random@-1").is_err());
+        assert_eq!(MixSpec::parse("greedy-eig").unwrap().to_string(), "greedy-eig");
+    }
+}

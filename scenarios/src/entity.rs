@@ -1,0 +1,421 @@
+//! "Hidden entity with attributes" scenarios: 20 Questions, scenario files, and their kin.
+//!
+//! The persona thinks of one entity from a table (entities × yes/no attributes). The agent
+//! asks the table's questions and names entities; the scenario is the table, a question
+//! bank, a guess template, the answer words and the reward.
+//!
+//! Reward (LMRL-Gym's 20 Questions): every agent utterance costs `question_cost`, except the
+//! one that names the hidden entity, which earns `success_reward` and ends the episode. The
+//! episode also ends after `max_turns` agent utterances. Return ∈ [−max_turns·cost, reward].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use dialogym_engine::seed::Rng;
+use dialogym_engine::{Judgement, Message, Role, Scenario};
+use rand::Rng as _;
+use serde::Serialize;
+
+/// A persona's answer to an attribute question, as the table states it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[repr(u8)]
+pub enum Answer {
+    /// True of the typical entity.
+    Yes = 0,
+    /// False of the typical entity.
+    No = 1,
+    /// Genuinely true of some and false of others.
+    Sometimes = 2,
+}
+
+impl Answer {
+    /// All answers, in index order.
+    pub const ALL: [Answer; 3] = [Answer::Yes, Answer::No, Answer::Sometimes];
+
+    /// From its index (0, 1, 2).
+    pub fn from_index(i: usize) -> Answer {
+        Answer::ALL[i.min(2)]
+    }
+}
+
+/// One hypothesis: names (the first is canonical, the rest accepted variants) and a category.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entity {
+    /// Canonical name first, then accepted variants.
+    pub names: Vec<String>,
+    /// Category (for grouping and reporting).
+    pub category: String,
+}
+
+/// One attribute: an id and the yes/no question that asks it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attribute {
+    /// snake_case id.
+    pub id: String,
+    /// The question, as the agent says it.
+    pub question: String,
+}
+
+/// The words the persona answers with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnswerWords {
+    /// Reply for `Answer::Yes`.
+    pub yes: String,
+    /// Reply for `Answer::No`.
+    pub no: String,
+    /// Reply for `Answer::Sometimes`.
+    pub sometimes: String,
+    /// Reply to anything that is neither a bank question nor a guess.
+    pub unknown: String,
+    /// Reply to a correct guess.
+    pub correct: String,
+    /// Reply to a wrong guess.
+    pub wrong: String,
+}
+
+impl Default for AnswerWords {
+    fn default() -> Self {
+        AnswerWords {
+            yes: "Yes.".into(),
+            no: "No.".into(),
+            sometimes: "Sometimes.".into(),
+            unknown: "I can't answer that.".into(),
+            correct: "Yes! You got it.".into(),
+            wrong: "No.".into(),
+        }
+    }
+}
+
+impl AnswerWords {
+    /// The reply for an attribute answer.
+    pub fn of(&self, a: Answer) -> &str {
+        match a {
+            Answer::Yes => &self.yes,
+            Answer::No => &self.no,
+            Answer::Sometimes => &self.sometimes,
+        }
+    }
+
+    /// Reads a reply back into an answer (None for anything else).
+    pub fn parse(&self, text: &str) -> Option<Answer> {
+        let t = normalize(text);
+        Answer::ALL.into_iter().find(|&a| normalize(self.of(a)) == t)
+    }
+}
+
+/// The table: entities × attributes → answer.
+#[derive(Clone, Debug)]
+pub struct EntityTable {
+    /// The hypotheses.
+    pub entities: Vec<Entity>,
+    /// The attribute questions.
+    pub attributes: Vec<Attribute>,
+    /// Attribute-major answers: `answers[a * entities.len() + e]`.
+    answers: Vec<Answer>,
+}
+
+impl EntityTable {
+    /// Builds a table; `answers[a][e]` for attribute `a`, entity `e`.
+    pub fn new(entities: Vec<Entity>, attributes: Vec<Attribute>, answers: Vec<Vec<Answer>>) -> Result<Self> {
+        if answers.len() != attributes.len() || answers.iter().any(|r| r.len() != entities.len()) {
+            bail!("answer table shape does not match {} attributes × {} entities", attributes.len(), entities.len());
+        }
+        Ok(EntityTable { entities, attributes, answers: answers.into_iter().flatten().collect() })
+    }
+
+    /// The table's answer for entity `e` and attribute `a`.
+    #[inline]
+    pub fn answer(&self, e: usize, a: usize) -> Answer {
+        self.answers[a * self.entities.len() + e]
+    }
+
+    /// All entities' answers to attribute `a`.
+    #[inline]
+    pub fn column(&self, a: usize) -> &[Answer] {
+        let n = self.entities.len();
+        &self.answers[a * n..(a + 1) * n]
+    }
+
+    /// Pairs of entities with identical answers on every attribute (must be empty for a
+    /// table where every entity can be told apart).
+    pub fn indistinguishable_pairs(&self) -> Vec<(usize, usize)> {
+        let n = self.entities.len();
+        let row = |e: usize| (0..self.attributes.len()).map(|a| self.answer(e, a)).collect::<Vec<_>>();
+        let mut seen: HashMap<Vec<Answer>, usize> = HashMap::new();
+        let mut pairs = Vec::new();
+        for e in 0..n {
+            if let Some(&first) = seen.get(&row(e)) {
+                pairs.push((first, e));
+            } else {
+                seen.insert(row(e), e);
+            }
+        }
+        pairs
+    }
+}
+
+/// What an agent utterance means to an entity scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Utterance {
+    /// A bank question about attribute `a`.
+    Ask(usize),
+    /// Names entity `e`.
+    Guess(usize),
+    /// Anything else.
+    Other,
+}
+
+/// Everything that defines an entity scenario besides its table.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    /// Registry or file name (`twenty-questions`).
+    pub name: String,
+    /// One paragraph for `scenarios describe`.
+    pub description: String,
+    /// The word for an entity in prompts ("object", "city", "animal").
+    pub noun: String,
+    /// At most this many agent utterances.
+    pub max_turns: usize,
+    /// Cost of every utterance but the correct guess (reward −cost).
+    pub question_cost: f64,
+    /// Reward of the utterance that names the hidden entity.
+    pub success_reward: f64,
+    /// The scripted persona's slip probability unless its spec says otherwise.
+    pub slip: f64,
+    /// How a guess is phrased; `{article}` (a/an) and `{name}` are filled in.
+    pub guess_template: String,
+    /// Persona's answer words.
+    pub answers: AnswerWords,
+    /// System prompt for an LLM persona; `{name}` and `{category}` are filled in.
+    pub persona_card: String,
+    /// Instructions for an LLM agent.
+    pub agent_brief: String,
+}
+
+/// The persona's secret: which entity it thinks of.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Secret {
+    /// Index of the entity in the table.
+    pub index: usize,
+    /// Its canonical name.
+    pub name: String,
+    /// Its category.
+    pub category: String,
+}
+
+/// An entity scenario ready to play.
+#[derive(Clone, Debug)]
+pub struct EntityScenario {
+    /// The rules.
+    pub rules: Rules,
+    /// The table, shared with agents that reason over it.
+    pub table: Arc<EntityTable>,
+    /// The spec that rebuilds this scenario (name plus parameters).
+    spec: String,
+    /// Entities that may be chosen as the secret (all, or a train/test split).
+    secrets: Vec<usize>,
+    /// Normalized utterance → meaning (questions and every accepted guess phrasing).
+    lexicon: HashMap<String, Utterance>,
+    /// Normalized name variant → entity, for free-form guesses.
+    names: HashMap<String, usize>,
+    /// The canonical question texts, then the canonical guesses: the candidate actions.
+    candidates: Vec<String>,
+}
+
+/// Lowercases, trims, collapses spaces and strips trailing punctuation.
+pub fn normalize(text: &str) -> String {
+    let t = text.trim().trim_end_matches(['?', '.', '!', ' ']).to_lowercase();
+    t.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn article(name: &str) -> &'static str {
+    match name.chars().next().map(|c| c.to_ascii_lowercase()) {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    }
+}
+
+impl EntityScenario {
+    /// Builds the scenario; `spec` is its canonical name with parameters, `secrets` the
+    /// entities that may be drawn (None: all).
+    pub fn new(rules: Rules, table: EntityTable, spec: String, secrets: Option<Vec<usize>>) -> Result<Self> {
+        if table.entities.is_empty() || table.attributes.is_empty() {
+            bail!("scenario `{}` needs at least one entity and one attribute", rules.name);
+        }
+        if rules.max_turns == 0 {
+            bail!("scenario `{}`: max_turns must be at least 1", rules.name);
+        }
+        let secrets = secrets.unwrap_or_else(|| (0..table.entities.len()).collect());
+        if secrets.is_empty() {
+            bail!("scenario `{}`: no entity can be the secret", rules.name);
+        }
+        let mut lexicon = HashMap::new();
+        let mut candidates = Vec::with_capacity(table.attributes.len() + table.entities.len());
+        for (a, attr) in table.attributes.iter().enumerate() {
+            if lexicon.insert(normalize(&attr.question), Utterance::Ask(a)).is_some() {
+                bail!("scenario `{}`: question `{}` appears twice", rules.name, attr.question);
+            }
+            candidates.push(attr.question.clone());
+        }
+        let mut names = HashMap::new();
+        for (e, ent) in table.entities.iter().enumerate() {
+            for n in &ent.names {
+                if let Some(prev) = names.insert(normalize(n), e)
+                    && prev != e
+                {
+                    bail!("scenario `{}`: name `{n}` is used by two entities", rules.name);
+                }
+            }
+        }
+        let mut this = EntityScenario { rules, table: Arc::new(table), spec, secrets, lexicon, names, candidates };
+        for e in 0..this.table.entities.len() {
+            let g = this.guess_text(e);
+            this.candidates.push(g);
+        }
+        Ok(this)
+    }
+
+    /// The canonical text of a guess of entity `e` ("Is it an apple?").
+    pub fn guess_text(&self, e: usize) -> String {
+        let name = self.table.entities[e].names[0].to_lowercase();
+        self.rules.guess_template.replace("{article}", article(&name)).replace("{name}", &name)
+    }
+
+    /// The canonical text of the question on attribute `a`.
+    pub fn question_text(&self, a: usize) -> &str {
+        &self.table.attributes[a].question
+    }
+
+    /// What an agent utterance means: a bank question, a guess (by any accepted name,
+    /// with or without "is it (a|an|the)"), or something else.
+    pub fn interpret(&self, text: &str) -> Utterance {
+        let t = normalize(text);
+        if let Some(&u) = self.lexicon.get(&t) {
+            return u;
+        }
+        let mut rest = t.as_str();
+        for prefix in ["is it ", "is the object ", "is this ", "is that ", "are they ", "are it ", "it is ", "my guess is ", "i guess "] {
+            if let Some(r) = rest.strip_prefix(prefix) {
+                rest = r;
+                break;
+            }
+        }
+        for art in ["a ", "an ", "the ", "some "] {
+            if let Some(r) = rest.strip_prefix(art) {
+                if let Some(&e) = self.names.get(r) {
+                    return Utterance::Guess(e);
+                }
+            }
+        }
+        match self.names.get(rest) {
+            Some(&e) => Utterance::Guess(e),
+            None => Utterance::Other,
+        }
+    }
+
+    /// Entities that may be the secret.
+    pub fn secrets(&self) -> &[usize] {
+        &self.secrets
+    }
+
+    /// The (attribute, answer) pairs and the guessed entities of a transcript, read back.
+    pub fn history(&self, transcript: &[Message]) -> History {
+        let mut h = History::default();
+        let mut pending: Option<Utterance> = None;
+        for m in transcript {
+            match m.role {
+                Role::Agent => {
+                    let u = self.interpret(&m.content);
+                    if let Utterance::Guess(e) = u {
+                        h.guessed.push(e);
+                    }
+                    pending = Some(u);
+                }
+                Role::Persona => {
+                    if let Some(Utterance::Ask(a)) = pending.take()
+                        && let Some(ans) = self.rules.answers.parse(&m.content)
+                    {
+                        h.answers.push((a, ans));
+                    }
+                }
+            }
+        }
+        h
+    }
+
+    /// Bits of information the answers carry about the secret: log2 of the number of
+    /// possible secrets, minus log2 of those consistent with every answer and wrong guess
+    /// (all of them if none is, as after a persona's slip). A correct guess is full
+    /// information.
+    pub fn information_gain(&self, hidden: &Secret, transcript: &[Message]) -> f64 {
+        let total = self.secrets.len() as f64;
+        let h = self.history(transcript);
+        if h.guessed.contains(&hidden.index) {
+            return total.log2();
+        }
+        let consistent = self
+            .secrets
+            .iter()
+            .filter(|&&e| !h.guessed.contains(&e) && h.answers.iter().all(|&(a, ans)| self.table.answer(e, a) == ans))
+            .count();
+        if consistent == 0 { 0.0 } else { total.log2() - (consistent as f64).log2() }
+    }
+}
+
+/// What a transcript has revealed so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    /// Attribute questions with the answers the persona gave.
+    pub answers: Vec<(usize, Answer)>,
+    /// Entities named by the agent (all wrong unless the episode ended).
+    pub guessed: Vec<usize>,
+}
+
+impl Scenario for EntityScenario {
+    type Hidden = Secret;
+
+    fn id(&self) -> String {
+        self.spec.clone()
+    }
+
+    fn max_agent_turns(&self) -> usize {
+        self.rules.max_turns
+    }
+
+    fn sample_hidden(&self, rng: &mut Rng) -> Secret {
+        let index = self.secrets[rng.random_range(0..self.secrets.len())];
+        let ent = &self.table.entities[index];
+        Secret { index, name: ent.names[0].clone(), category: ent.category.clone() }
+    }
+
+    fn judge(&self, hidden: &Secret, transcript: &[Message]) -> Judgement {
+        let Some(last) = transcript.last() else {
+            return Judgement { reward: 0.0, done: false, success: false };
+        };
+        if last.role != Role::Agent {
+            return Judgement { reward: 0.0, done: false, success: false };
+        }
+        if self.interpret(&last.content) == Utterance::Guess(hidden.index) {
+            return Judgement { reward: self.rules.success_reward, done: true, success: true };
+        }
+        let turns = dialogym_engine::transcript::agent_turns(transcript);
+        Judgement { reward: -self.rules.question_cost, done: turns >= self.rules.max_turns, success: false }
+    }
+
+    fn candidates(&self, _transcript: &[Message]) -> Vec<String> {
+        self.candidates.clone()
+    }
+
+    fn metrics(&self, hidden: &Secret, transcript: &[Message]) -> Vec<(String, f64)> {
+        vec![("info_gain_bits".into(), self.information_gain(hidden, transcript))]
+    }
+
+    fn persona_card(&self, hidden: &Secret) -> String {
+        self.rules.persona_card.replace("{name}", &hidden.name).replace("{category}", &hidden.category)
+    }
+
+    fn agent_brief(&self) -> String {
+        self.rules.agent_brief.clone()
+    }
+}

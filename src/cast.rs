@@ -1,0 +1,18 @@
+//! Builds the cast of a run from specs: the scenario's scripted speakers, and the speakers
+//! that work with any scenario (learned value heads, language models).
+
+use anyhow::Result;
+use dialogym_engine::world::Pool;
+use dialogym_engine::{Agent, MixSpec, Persona};
+use dialogym_scenarios::entity::EntityScenario;
+
+/// Agents with their weights, from `greedy-eig` or `mix:a@w,b@w`.
+pub fn agents(scenario: &EntityScenario, spec: &MixSpec) -> Result<Pool<dyn Agent<EntityScenario>>> {
+    let _ = scenario;
+    spec.components.iter().map(|(s, w)| Ok((dialogym_agents::entity_agent(s)?, *w))).collect()
+}
+
+/// Personas with their weights.
+pub fn personas(scenario: &EntityScenario, spec: &MixSpec) -> Result<Pool<dyn Persona<EntityScenario>>> {
+    spec.components.iter().map(|(s, w)| Ok((dialogym_agents::entity_persona(s, scenario)?, *w))).collect()
+}

@@ -1,0 +1,121 @@
+//! `dialogym generate`: play episodes in the ECS world and write them to a corpus.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use dialogym_engine::corpus::{self, Format, Manifest, ShardWriter};
+use dialogym_engine::world::{PlayConfig, play};
+use dialogym_engine::{MixSpec, Scenario};
+
+/// Everything that defines a generation run.
+#[derive(Clone, Debug)]
+pub struct GenerateArgs {
+    /// Scenario spec or scenario file.
+    pub scenario: String,
+    /// Agent spec (or `mix:`).
+    pub agent: String,
+    /// Persona spec (or `mix:`).
+    pub persona: String,
+    /// Number of episodes.
+    pub episodes: u64,
+    /// Master seed.
+    pub seed: u64,
+    /// Live episodes at once (does not change the output).
+    pub concurrency: usize,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Finish an interrupted run in `out`.
+    pub resume: bool,
+    /// Episodes per shard.
+    pub shard_size: u64,
+    /// Files per shard.
+    pub formats: Vec<Format>,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct GenerateSummary {
+    /// Episodes played by this invocation (a resumed run skips complete shards).
+    pub played: u64,
+    /// Of which successful.
+    pub successes: u64,
+    /// Mean return of the episodes played.
+    pub mean_return: f64,
+    /// Shards already complete before this invocation.
+    pub kept_shards: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Plays the run and writes the corpus; on Ctrl-C (`stop`) or an error, complete shards
+/// stay on disk and `--resume` finishes the run.
+pub fn generate(args: &GenerateArgs, command: Vec<String>, stop: &AtomicBool, progress: bool) -> Result<GenerateSummary> {
+    if args.episodes == 0 {
+        bail!("--episodes must be at least 1");
+    }
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    if args.shard_size == 0 {
+        bail!("--shard-size must be at least 1");
+    }
+    if args.formats.is_empty() {
+        bail!("--format needs at least one of jsonl, parquet");
+    }
+    let scenario = Arc::new(dialogym_scenarios::load(&args.scenario)?);
+    let agent_spec = MixSpec::parse(&args.agent).context("--agent")?;
+    let persona_spec = MixSpec::parse(&args.persona).context("--persona")?;
+    let agents = crate::cast::agents(&scenario, &agent_spec)?;
+    let personas = crate::cast::personas(&scenario, &persona_spec)?;
+    let config = serde_json::json!({
+        "scenario": scenario.id(),
+        "agent": agents.iter().map(|(a, w)| serde_json::json!([a.id(), w])).collect::<Vec<_>>(),
+        "persona": personas.iter().map(|(p, w)| serde_json::json!([p.id(), w])).collect::<Vec<_>>(),
+    });
+    let manifest = Manifest::new(command, args.seed, args.episodes, args.shard_size, args.formats.clone(), config);
+    let (done, todo) = corpus::prepare(&args.out, &manifest, args.resume)?;
+    let played_target = todo.len() as u64;
+    let (tx, writer) = corpus::spawn_writer(ShardWriter::new(&args.out, &manifest));
+    let pb = if progress { crate::progress_bar(played_target, "generate") } else { indicatif::ProgressBar::hidden() };
+    let start = Instant::now();
+    let result = play(
+        scenario,
+        agents,
+        personas,
+        &PlayConfig { seed: args.seed, run_id: manifest.run_id.clone(), episodes: todo, concurrency: args.concurrency },
+        tx,
+        stop,
+        |t| {
+            pb.set_position(t.finished);
+            if t.finished > 0 && t.finished % 256 == 0 {
+                pb.set_message(format!("success {:.1}%", 100.0 * t.successes as f64 / t.finished as f64));
+            }
+        },
+    );
+    pb.finish_and_clear();
+    // The world dropped its sender: the writer drains what it has and stops.
+    let writer = writer.join().map_err(|_| anyhow!("the corpus writer panicked"))?;
+    let (tally, writer) = match (result, writer) {
+        (Ok(t), Ok(w)) => (t, w),
+        (_, Err(e)) => return Err(e.context(format!("writing the corpus in {}", args.out.display()))),
+        (Err(e), Ok(w)) => {
+            let complete = done.len() as u64 + w.written;
+            return Err(e.context(format!(
+                "{complete} of {} shards are complete in {}; rerun the same command with --resume to finish",
+                manifest.shards(),
+                args.out.display()
+            )));
+        }
+    };
+    debug_assert_eq!(writer.pending(), 0);
+    Ok(GenerateSummary {
+        played: tally.finished,
+        successes: tally.successes,
+        mean_return: if tally.finished > 0 { tally.return_sum / tally.finished as f64 } else { 0.0 },
+        kept_shards: done.len() as u64,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
