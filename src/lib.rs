@@ -6,7 +6,6 @@ pub mod cast;
 pub mod eval;
 pub mod demo;
 pub mod generate;
-pub mod llm;
 
 pub use dialogym_agents as agents;
 pub use dialogym_engine as engine;
