@@ -10,8 +10,7 @@ use crate::eval::{EvalArgs, eval, table};
 use crate::generate::{GenerateArgs, generate};
 
 /// The behaviour policies the demo's corpus is made from: weak, human-like questioners.
-pub const BEHAVIOUR_MIX: &str =
-    "mix:random@0.25,eps-greedy(eps=0.5,slip=0.05)@0.25,early-guesser(slip=0.05,threshold=0.05)@0.25,redundant(p=0.5,slip=0.05)@0.25";
+pub const BEHAVIOUR_MIX: &str = "mix:random@0.25,eps-greedy(eps=0.5,slip=0.05)@0.25,early-guesser(slip=0.05,threshold=0.05)@0.25,redundant(p=0.5,slip=0.05)@0.25";
 /// The persona of the demo: the scripted oracle with human-like slips.
 pub const PERSONA: &str = "oracle(slip=0.05)";
 
@@ -34,11 +33,8 @@ pub fn run(out: &Path, seed: u64, stop: &AtomicBool) -> Result<()> {
     let s = generate(&args, vec!["dialogym".into(), "demo".into()], stop, true)?;
     eprintln!("    {} episodes in {:.2}s -> {}", s.played, s.seconds, corpus.display());
     eprintln!("2/2 evaluating the behaviour policies and greedy EIG on 500 fresh episodes");
-    let mut agents: Vec<String> = dialogym_engine::MixSpec::parse(BEHAVIOUR_MIX)?
-        .components
-        .iter()
-        .map(|(s, _)| s.to_string())
-        .collect();
+    let mut agents: Vec<String> =
+        dialogym_engine::MixSpec::parse(BEHAVIOUR_MIX)?.components.iter().map(|(s, _)| s.to_string()).collect();
     agents.push("greedy-eig(slip=0.05)".into());
     let results = eval(
         &EvalArgs {

@@ -3,8 +3,8 @@
 //! tests and examples call it directly.
 
 pub mod cast;
-pub mod eval;
 pub mod demo;
+pub mod eval;
 pub mod generate;
 
 pub use dialogym_agents as agents;

@@ -12,7 +12,11 @@ use dialogym::generate::{GenerateArgs, generate};
 use dialogym::{STOP, agents, scenarios};
 
 #[derive(Parser)]
-#[command(name = "dialogym", version, about = "Imagine goal-directed conversations and learn, offline, to hold them well.")]
+#[command(
+    name = "dialogym",
+    version,
+    about = "Imagine goal-directed conversations and learn, offline, to hold them well."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -147,7 +151,10 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}\n\n{}\n", r.name, r.description);
             println!("entities: {} (secrets: {})", s.table.entities.len(), s.secrets().len());
             println!("questions in the bank: {}", s.table.attributes.len());
-            println!("max agent turns: {}; reward: -{} per utterance, {} for naming the secret", r.max_turns, r.question_cost, r.success_reward);
+            println!(
+                "max agent turns: {}; reward: -{} per utterance, {} for naming the secret",
+                r.max_turns, r.question_cost, r.success_reward
+            );
             println!("\nagents:");
             for (n, about) in agents::ENTITY_AGENTS {
                 println!("  {n:<32} {about}");
@@ -174,7 +181,18 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Generate { scenario, agent, persona, episodes, seed, concurrency, out, resume, shard_size, format } => {
+        Command::Generate {
+            scenario,
+            agent,
+            persona,
+            episodes,
+            seed,
+            concurrency,
+            out,
+            resume,
+            shard_size,
+            format,
+        } => {
             let args = GenerateArgs {
                 scenario,
                 agent,
