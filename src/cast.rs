@@ -9,7 +9,16 @@ use dialogym_scenarios::entity::EntityScenario;
 /// Agents with their weights, from `greedy-eig` or `mix:a@w,b@w`.
 pub fn agents(scenario: &EntityScenario, spec: &MixSpec) -> Result<Pool<dyn Agent<EntityScenario>>> {
     let _ = scenario;
-    spec.components.iter().map(|(s, w)| Ok((dialogym_agents::entity_agent(s)?, *w))).collect()
+    spec.components
+        .iter()
+        .map(|(s, w)| {
+            let agent: Box<dyn Agent<EntityScenario>> = match s.name.as_str() {
+                "learned" => Box::new(dialogym_policies::agent::LearnedAgent::from_spec(s)?),
+                _ => dialogym_agents::entity_agent(s)?,
+            };
+            Ok((agent, *w))
+        })
+        .collect()
 }
 
 /// Personas with their weights.

@@ -5,7 +5,9 @@
 pub mod cast;
 pub mod demo;
 pub mod eval;
+pub mod experiment;
 pub mod generate;
+pub mod train;
 
 pub use dialogym_agents as agents;
 pub use dialogym_engine as engine;
