@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, anyhow, bail};
+use dialogym_engine::MixSpec;
 use dialogym_engine::corpus::EpisodeRecord;
 use dialogym_engine::stats::Estimate;
 use dialogym_engine::world::{PlayConfig, play};
-use dialogym_engine::MixSpec;
 use serde::Serialize;
 
 /// One agent's results.

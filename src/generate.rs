@@ -52,7 +52,12 @@ pub struct GenerateSummary {
 
 /// Plays the run and writes the corpus; on Ctrl-C (`stop`) or an error, complete shards
 /// stay on disk and `--resume` finishes the run.
-pub fn generate(args: &GenerateArgs, command: Vec<String>, stop: &AtomicBool, progress: bool) -> Result<GenerateSummary> {
+pub fn generate(
+    args: &GenerateArgs,
+    command: Vec<String>,
+    stop: &AtomicBool,
+    progress: bool,
+) -> Result<GenerateSummary> {
     if args.episodes == 0 {
         bail!("--episodes must be at least 1");
     }

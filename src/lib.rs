@@ -3,10 +3,12 @@
 //! tests and examples call it directly.
 
 pub mod cast;
-pub mod eval;
 pub mod demo;
+pub mod eval;
+pub mod experiment;
 pub mod generate;
 pub mod llm;
+pub mod train;
 
 pub use dialogym_agents as agents;
 pub use dialogym_engine as engine;

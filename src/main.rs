@@ -12,7 +12,11 @@ use dialogym::generate::{GenerateArgs, generate};
 use dialogym::{STOP, agents, scenarios};
 
 #[derive(Parser)]
-#[command(name = "dialogym", version, about = "Imagine goal-directed conversations and learn, offline, to hold them well.")]
+#[command(
+    name = "dialogym",
+    version,
+    about = "Imagine goal-directed conversations and learn, offline, to hold them well."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,6 +71,18 @@ enum Command {
         #[arg(long, default_value = "jsonl,parquet")]
         format: String,
     },
+    /// Have a language model imagine persona cards (JSON validated against the scenario).
+    Imagine {
+        #[command(subcommand)]
+        what: ImagineCmd,
+    },
+    /// Reproducible experiments (results in docs/results.md).
+    Experiment {
+        #[command(subcommand)]
+        which: ExperimentCmd,
+    },
+    /// Learn offline from a corpus: ILQL, BC, filtered BC or MC returns (candle).
+    Train(TrainArgs),
     /// Evaluate agents: success, return (95% CI), turns, information gained.
     Eval {
         /// Scenario name or file.
@@ -93,6 +109,161 @@ enum Command {
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Corpus folder written by `generate`.
+    #[arg(long)]
+    corpus: PathBuf,
+    /// Learner: ilql, bc, filtered-bc, mc.
+    #[arg(long, default_value = "ilql")]
+    algo: String,
+    /// Checkpoint folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of initialization and minibatches.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// cpu, or cuda (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// A JSON file with any TrainConfig fields (docs/training.md); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Gradient steps.
+    #[arg(long)]
+    steps: Option<i64>,
+    /// Transitions per minibatch.
+    #[arg(long)]
+    batch_size: Option<i64>,
+    /// Learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Discount per utterance.
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// ILQL expectile.
+    #[arg(long)]
+    tau: Option<f64>,
+    /// Weight of the CQL term.
+    #[arg(long)]
+    cql_weight: Option<f64>,
+    /// Fraction of episodes filtered BC keeps.
+    #[arg(long)]
+    filter_fraction: Option<f64>,
+}
+
+impl TrainArgs {
+    fn config(&self) -> Result<dialogym::policies::train::TrainConfig> {
+        use dialogym::policies::train::TrainConfig;
+        let mut c = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let mut base = serde_json::to_value(TrainConfig::default())?;
+                let given: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+                merge(&mut base, given);
+                serde_json::from_value(base).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            }
+            None => TrainConfig::default(),
+        };
+        c.algo = self.algo.parse()?;
+        c.seed = self.seed;
+        if let Some(v) = self.steps {
+            c.steps = positive("--steps", v)? as usize;
+        }
+        if let Some(v) = self.batch_size {
+            c.batch_size = positive("--batch-size", v)? as usize;
+        }
+        if let Some(v) = self.lr {
+            c.optimizer.lr = v;
+        }
+        for (name, given, slot, range) in [
+            ("--gamma", self.gamma, &mut c.gamma, 0.0..=1.0),
+            ("--tau", self.tau, &mut c.tau, 0.0..=1.0),
+            ("--filter-fraction", self.filter_fraction, &mut c.filter_fraction, 0.0..=1.0),
+            ("--cql-weight", self.cql_weight, &mut c.cql_weight, 0.0..=f64::MAX),
+        ] {
+            if let Some(v) = given {
+                if !range.contains(&v) {
+                    bail!("{name} {v} is out of range {range:?}");
+                }
+                *slot = v;
+            }
+        }
+        if !(c.optimizer.lr > 0.0 && c.optimizer.lr.is_finite()) {
+            bail!("the learning rate must be positive");
+        }
+        Ok(c)
+    }
+}
+
+fn merge(base: &mut serde_json::Value, given: serde_json::Value) {
+    match (base, given) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(g)) => {
+            for (k, v) in g {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+#[derive(Subcommand)]
+enum ImagineCmd {
+    /// Persona cards, one JSON object per line.
+    Personas {
+        /// Scenario name or file.
+        #[arg(long, default_value = "twenty-questions")]
+        scenario: String,
+        /// How many cards.
+        #[arg(long, default_value_t = 20)]
+        n: usize,
+        /// A local GGUF model.
+        #[arg(long, default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf")]
+        model: PathBuf,
+        /// Sampling seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output file (JSONL).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExperimentCmd {
+    /// Weak behaviour policies → corpus → BC, filtered BC, MC, ILQL → evaluation, and
+    /// generalization to held-out objects.
+    Offline20q {
+        /// Output folder (reused: an interrupted experiment continues).
+        #[arg(long, default_value = "runs/offline-20q")]
+        out: PathBuf,
+        /// Corpus episodes.
+        #[arg(long, default_value_t = 20_000)]
+        episodes: i64,
+        /// Evaluation episodes per agent.
+        #[arg(long, default_value_t = 2_000)]
+        eval_episodes: i64,
+        /// Gradient steps per learner.
+        #[arg(long)]
+        steps: Option<i64>,
+        /// Master seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Fraction of objects held out for the generalization run (0 skips it).
+        #[arg(long, default_value_t = 0.2)]
+        holdout: f64,
     },
 }
 
@@ -147,13 +318,19 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}\n\n{}\n", r.name, r.description);
             println!("entities: {} (secrets: {})", s.table.entities.len(), s.secrets().len());
             println!("questions in the bank: {}", s.table.attributes.len());
-            println!("max agent turns: {}; reward: -{} per utterance, {} for naming the secret", r.max_turns, r.question_cost, r.success_reward);
+            println!(
+                "max agent turns: {}; reward: -{} per utterance, {} for naming the secret",
+                r.max_turns, r.question_cost, r.success_reward
+            );
             println!("\nagents:");
             for (n, about) in agents::ENTITY_AGENTS {
                 println!("  {n:<32} {about}");
             }
+            for (n, about) in dialogym::llm::LLM_AGENTS {
+                println!("  {n:<32} {about}");
+            }
             println!("personas:");
-            for (n, about) in agents::ENTITY_PERSONAS {
+            for (n, about) in agents::ENTITY_PERSONAS.iter().chain(dialogym::llm::LLM_PERSONAS) {
                 println!("  {n:<32} {about}");
             }
         }
@@ -174,7 +351,18 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Generate { scenario, agent, persona, episodes, seed, concurrency, out, resume, shard_size, format } => {
+        Command::Generate {
+            scenario,
+            agent,
+            persona,
+            episodes,
+            seed,
+            concurrency,
+            out,
+            resume,
+            shard_size,
+            format,
+        } => {
             let args = GenerateArgs {
                 scenario,
                 agent,
@@ -219,10 +407,60 @@ fn run(cli: Cli) -> Result<()> {
                 )?,
             };
             print!("{}", table(&results));
+            for (spec, s) in dialogym::llm::persona_reports() {
+                println!(
+                    "persona consistency {spec}: {}/{} checked answers disagree with the table, {}/{} replies off-protocol",
+                    s.disagreements, s.checked, s.off_protocol, s.replies
+                );
+            }
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&results)?;
                 std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
             }
+        }
+        Command::Train(args) => {
+            let config = args.config()?;
+            let s = dialogym::train::run(&args.corpus, &config, &args.out, args.resume, &args.device, &STOP, true)?;
+            eprintln!(
+                "{}: {} transitions, {} steps at {:.1} steps/s -> {}",
+                config.algo.name(),
+                s.transitions,
+                s.steps,
+                s.steps_per_second,
+                args.out.display()
+            );
+        }
+        Command::Experiment {
+            which: ExperimentCmd::Offline20q { out, episodes, eval_episodes, steps, seed, holdout },
+        } => {
+            use dialogym::policies::train::{Algo, TrainConfig};
+            if !(0.0..1.0).contains(&holdout) {
+                bail!("--holdout must lie in [0, 1)");
+            }
+            let mut train = TrainConfig { seed, ..TrainConfig::default() };
+            if let Some(s) = steps {
+                train.steps = positive("--steps", s)? as usize;
+            }
+            let args = dialogym::experiment::ExperimentArgs {
+                out,
+                episodes: positive("--episodes", episodes)?,
+                eval_episodes: positive("--eval-episodes", eval_episodes)?,
+                train,
+                algos: vec![Algo::Bc, Algo::FilteredBc, Algo::Mc, Algo::Ilql],
+                seed,
+                holdout,
+            };
+            dialogym::experiment::offline_20q(&args, &STOP)?;
+        }
+        Command::Imagine { what: ImagineCmd::Personas { scenario, n, model, seed, out } } => {
+            let s = dialogym::llm::imagine(&dialogym::llm::ImagineArgs { scenario, n, model, seed, out: out.clone() })?;
+            eprintln!(
+                "wrote {} persona cards to {} ({} invalid outputs retried, {} missing)",
+                s.valid,
+                out.display(),
+                s.invalid_retried,
+                s.missing
+            );
         }
         Command::Demo { out, seed } => dialogym::demo::run(&out, seed, &STOP)?,
     }

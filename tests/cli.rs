@@ -19,7 +19,10 @@ fn bad_input_gets_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o");
     let o = out.to_str().unwrap();
-    fails_with(&["generate", "--scenario", "chess", "--out", o], "unknown scenario `chess`; built-in scenarios: twenty-questions");
+    fails_with(
+        &["generate", "--scenario", "chess", "--out", o],
+        "unknown scenario `chess`; built-in scenarios: twenty-questions",
+    );
     fails_with(&["generate", "--agent", "genius", "--out", o], "unknown agent `genius`; valid agents: greedy-eig");
     fails_with(&["generate", "--persona", "sphinx", "--out", o], "unknown persona `sphinx`");
     fails_with(&["generate", "--agent", "eps-greedy(eps=2)", "--out", o], "eps=2 must lie in [0, 1]");

@@ -83,7 +83,7 @@ fn interrupted_then_resumed(signal: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let (killed, clean) = (tmp.path().join("killed"), tmp.path().join("clean"));
     let killed_s = killed.to_str().unwrap();
-    let mut child = dialogym()
+    let child = dialogym()
         .args(BIG)
         .args(["--agent", "eps-greedy(eps=0.5)", "--out", killed_s])
         .stderr(Stdio::piped())
@@ -101,7 +101,8 @@ fn interrupted_then_resumed(signal: &str) {
         assert_eq!(out.status.code(), Some(130), "{err}");
         assert!(err.contains("--resume"), "{err}");
     }
-    let resumed = dialogym().args(BIG).args(["--agent", "eps-greedy(eps=0.5)", "--out", killed_s, "--resume"]).output().unwrap();
+    let resumed =
+        dialogym().args(BIG).args(["--agent", "eps-greedy(eps=0.5)", "--out", killed_s, "--resume"]).output().unwrap();
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     let clean_run = dialogym()
         .args(BIG)
@@ -130,8 +131,13 @@ fn ctrl_c_keeps_complete_shards_and_says_how_to_resume() {
 fn pyarrow_reads_the_parquet_shards() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("c");
-    generate(&GenerateArgs { episodes: 300, shard_size: 128, ..args(&out, 64) }, vec![], &AtomicBool::new(false), false)
-        .unwrap();
+    generate(
+        &GenerateArgs { episodes: 300, shard_size: 128, ..args(&out, 64) },
+        vec![],
+        &AtomicBool::new(false),
+        false,
+    )
+    .unwrap();
     let script = r#"
 import json, sys, glob
 import pyarrow.parquet as pq
@@ -147,9 +153,10 @@ for a, b in zip(p, rows):
     assert json.loads(a["hidden"]) == b["hidden"]
 print("ok", t.num_rows, t.schema.names)
 "#;
-    let py = std::process::Command::new("python3").args(["-c", script, out.to_str().unwrap()]).output().expect(
-        "python3 is needed for this test (.ci/run installs pyarrow)",
-    );
+    let py = std::process::Command::new("python3")
+        .args(["-c", script, out.to_str().unwrap()])
+        .output()
+        .expect("python3 is needed for this test (.ci/run installs pyarrow)");
     assert!(
         py.status.success(),
         "pyarrow could not read the corpus: {}{}",

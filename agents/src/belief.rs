@@ -21,11 +21,7 @@ pub const FLOOR: f64 = 1e-6;
 /// P(answer | truth) under slip probability `p`, indexed `[truth][answer]`.
 pub fn likelihoods(p: f64) -> [[f64; 3]; 3] {
     let f = |x: f64| x.max(FLOOR);
-    [
-        [f(1.0 - p), f(p), FLOOR],
-        [f(p), f(1.0 - p), FLOOR],
-        [f(p / 2.0), f(p / 2.0), f(1.0 - p)],
-    ]
+    [[f(1.0 - p), f(p), FLOOR], [f(p), f(1.0 - p), FLOOR], [f(p / 2.0), f(p / 2.0), f(1.0 - p)]]
 }
 
 /// Normalized weights over the table's entities.
@@ -109,7 +105,12 @@ impl Belief {
     pub fn update(&self, table: &EntityTable, a: usize, answer: Answer, slip: f64) -> Belief {
         let lik = likelihoods(slip);
         let mut b = Belief {
-            weights: self.weights.iter().zip(table.column(a)).map(|(w, t)| w * lik[*t as usize][answer as usize]).collect(),
+            weights: self
+                .weights
+                .iter()
+                .zip(table.column(a))
+                .map(|(w, t)| w * lik[*t as usize][answer as usize])
+                .collect(),
         };
         b.normalize();
         b

@@ -49,7 +49,11 @@ impl Persona<EntityScenario> for Oracle {
         self.spec.clone()
     }
 
-    fn reply(&mut self, scenario: &EntityScenario, turns: &mut [PersonaTurn<'_, dialogym_scenarios::entity::Secret>]) -> Result<Vec<String>> {
+    fn reply(
+        &mut self,
+        scenario: &EntityScenario,
+        turns: &mut [PersonaTurn<'_, dialogym_scenarios::entity::Secret>],
+    ) -> Result<Vec<String>> {
         let words = &scenario.rules.answers;
         Ok(turns
             .iter_mut()

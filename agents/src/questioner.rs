@@ -170,7 +170,9 @@ impl Agent<EntityScenario> for Questioner {
                             ask(random_unasked(&mut turn.rng))
                         }
                         Style::EarlyGuesser { threshold } if d.top.1 >= threshold => name(d.top.0),
-                        Style::Redundant { p } if !d.guess_now && !history.answers.is_empty() && turn.rng.random_bool(p) => {
+                        Style::Redundant { p }
+                            if !d.guess_now && !history.answers.is_empty() && turn.rng.random_bool(p) =>
+                        {
                             let i = turn.rng.random_range(0..history.answers.len());
                             ask(history.answers[i].0)
                         }

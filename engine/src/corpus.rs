@@ -33,8 +33,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, Result, anyhow, bail};
 use arrow_array::{
-    ArrayRef, BooleanArray, Float64Array, ListArray, RecordBatch, StringArray, StructArray, UInt32Array,
-    UInt64Array,
+    ArrayRef, BooleanArray, Float64Array, ListArray, RecordBatch, StringArray, StructArray, UInt32Array, UInt64Array,
 };
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Fields, Schema};
@@ -220,10 +219,7 @@ pub fn prepare(dir: &Path, manifest: &Manifest, resume: bool) -> Result<(BTreeSe
     let path = dir.join(MANIFEST);
     if path.exists() {
         if !resume {
-            bail!(
-                "{} already holds a corpus; pass --resume to finish it or choose another --out",
-                dir.display()
-            );
+            bail!("{} already holds a corpus; pass --resume to finish it or choose another --out", dir.display());
         }
         let stored = Manifest::load(dir).context("corrupt resume state")?;
         let strip = |m: &Manifest| Manifest { command: Vec::new(), ..m.clone() };
@@ -255,10 +251,7 @@ pub fn prepare(dir: &Path, manifest: &Manifest, resume: bool) -> Result<(BTreeSe
             fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
         }
     }
-    let todo = (0..manifest.shards())
-        .filter(|k| !done.contains(k))
-        .flat_map(|k| manifest.shard_range(k))
-        .collect();
+    let todo = (0..manifest.shards()).filter(|k| !done.contains(k)).flat_map(|k| manifest.shard_range(k)).collect();
     Ok((done, todo))
 }
 
@@ -401,7 +394,9 @@ fn list_of(values: ArrayRef, lengths: impl Iterator<Item = usize>, dt: DataType)
 /// Writes rows as one Parquet row group.
 pub fn write_parquet(w: &mut (impl Write + Send), rows: &[EpisodeRecord]) -> Result<()> {
     let schema = arrow_schema();
-    let s = |f: &dyn Fn(&EpisodeRecord) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
+    let s = |f: &dyn Fn(&EpisodeRecord) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+    };
     let all_msgs = || rows.iter().flat_map(|r| r.messages.iter());
     let messages = StructArray::try_new(
         message_fields(),
@@ -478,7 +473,12 @@ pub fn read_jsonl(path: &Path, rows: &mut Vec<EpisodeRecord>) -> Result<()> {
         let row: EpisodeRecord = serde_json::from_str(&line)
             .map_err(|e| anyhow!("{}:{}:{}: not an episode row: {e}", path.display(), i + 1, e.column()))?;
         if row.schema_version != SCHEMA_VERSION {
-            bail!("{}:{}: schema_version {} (this build reads {SCHEMA_VERSION})", path.display(), i + 1, row.schema_version);
+            bail!(
+                "{}:{}: schema_version {} (this build reads {SCHEMA_VERSION})",
+                path.display(),
+                i + 1,
+                row.schema_version
+            );
         }
         check_row(&row).map_err(|e| anyhow!("{}:{}: {e}", path.display(), i + 1))?;
         rows.push(row);

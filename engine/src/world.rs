@@ -162,8 +162,11 @@ fn pick_index(weights: &[f64], u: f64) -> usize {
     weights.len() - 1
 }
 
-type TurnQuery<'w, 's, H> =
-    Query<'w, 's, (Entity, &'static Episode, &'static Transcript, &'static HiddenState<H>, &'static Participants, &'static mut Phase)>;
+type TurnQuery<'w, 's, H> = Query<
+    'w,
+    's,
+    (Entity, &'static Episode, &'static Transcript, &'static HiddenState<H>, &'static Participants, &'static mut Phase),
+>;
 
 /// Gathers every conversation waiting on a speaker and hands each speaker its batch.
 fn dispatch_turns<S: Scenario>(
@@ -289,8 +292,7 @@ fn judge_messages<S: Scenario>(
         let last_role = transcript.0.last().map(|m| m.role);
         // The turn limit is the scenario's to enforce; the engine backs it up so a buggy
         // judge can never loop forever.
-        let out_of_turns =
-            last_role == Some(Role::Agent) && agent_turns(&transcript.0) >= scenario.max_agent_turns();
+        let out_of_turns = last_role == Some(Role::Agent) && agent_turns(&transcript.0) >= scenario.max_agent_turns();
         let done = verdict.done || out_of_turns;
         ledger.rewards.push(verdict.reward);
         ledger.dones.push(done);
@@ -420,19 +422,9 @@ pub fn play<S: Scenario>(
 
     let mut schedule = Schedule::default();
     schedule.set_executor(SingleThreadedExecutor::default());
-    schedule.set_build_settings(ScheduleBuildSettings {
-        ambiguity_detection: LogLevel::Error,
-        ..Default::default()
-    });
+    schedule.set_build_settings(ScheduleBuildSettings { ambiguity_detection: LogLevel::Error, ..Default::default() });
     schedule.add_systems(
-        (
-            spawn_episodes::<S>,
-            dispatch_turns::<S>,
-            collect_replies,
-            judge_messages::<S>,
-            record_episodes::<S>,
-        )
-            .chain(),
+        (spawn_episodes::<S>, dispatch_turns::<S>, collect_replies, judge_messages::<S>, record_episodes::<S>).chain(),
     );
     loop {
         schedule.run(&mut world);

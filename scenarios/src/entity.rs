@@ -295,17 +295,27 @@ impl EntityScenario {
             return u;
         }
         let mut rest = t.as_str();
-        for prefix in ["is it ", "is the object ", "is this ", "is that ", "are they ", "are it ", "it is ", "my guess is ", "i guess "] {
+        for prefix in [
+            "is it ",
+            "is the object ",
+            "is this ",
+            "is that ",
+            "are they ",
+            "are it ",
+            "it is ",
+            "my guess is ",
+            "i guess ",
+        ] {
             if let Some(r) = rest.strip_prefix(prefix) {
                 rest = r;
                 break;
             }
         }
         for art in ["a ", "an ", "the ", "some "] {
-            if let Some(r) = rest.strip_prefix(art) {
-                if let Some(&e) = self.names.get(r) {
-                    return Utterance::Guess(e);
-                }
+            if let Some(r) = rest.strip_prefix(art)
+                && let Some(&e) = self.names.get(r)
+            {
+                return Utterance::Guess(e);
             }
         }
         match self.names.get(rest) {

@@ -210,7 +210,10 @@ pub fn parse(path: &str, text: &str, entities: Option<Vec<Entity>>) -> Result<Sc
                     cx.err(span, "an entity needs at least one name");
                     continue;
                 }
-                list.push(Entity { names: e.names.into_iter().map(Spanned::into_inner).collect(), category: e.category });
+                list.push(Entity {
+                    names: e.names.into_iter().map(Spanned::into_inner).collect(),
+                    category: e.category,
+                });
             }
             list
         }
@@ -268,7 +271,10 @@ pub fn parse(path: &str, text: &str, entities: Option<Vec<Entity>>) -> Result<Sc
                         continue;
                     };
                     if by_category.insert(cat, answer).is_some() {
-                        cx.err(item.span(), format!("category `{cat}` appears twice in attribute `{}`", attr.id.get_ref()));
+                        cx.err(
+                            item.span(),
+                            format!("category `{cat}` appears twice in attribute `{}`", attr.id.get_ref()),
+                        );
                     }
                 } else {
                     let Some(&e) = by_name.get(name) else {
@@ -284,7 +290,9 @@ pub fn parse(path: &str, text: &str, entities: Option<Vec<Entity>>) -> Result<Sc
         let column = entities
             .iter()
             .enumerate()
-            .map(|(e, ent)| explicit[e].or_else(|| by_category.get(ent.category.as_str()).copied()).unwrap_or(Answer::No))
+            .map(|(e, ent)| {
+                explicit[e].or_else(|| by_category.get(ent.category.as_str()).copied()).unwrap_or(Answer::No)
+            })
             .collect();
         attributes.push(Attribute { id: attr.id.into_inner(), question: attr.question.into_inner() });
         answers.push(column);

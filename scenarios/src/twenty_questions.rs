@@ -80,7 +80,9 @@ mod tests {
         let s = scenario();
         for (e, ent) in s.table.entities.iter().enumerate() {
             for n in &ent.names {
-                for text in [format!("Is it a {n}?"), format!("is it an {}?", n.to_uppercase()), format!("{n}"), s.guess_text(e)] {
+                for text in
+                    [format!("Is it a {n}?"), format!("is it an {}?", n.to_uppercase()), n.to_string(), s.guess_text(e)]
+                {
                     assert_eq!(s.interpret(&text), Utterance::Guess(e), "{text}");
                 }
             }

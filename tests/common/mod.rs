@@ -1,6 +1,5 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
-
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};

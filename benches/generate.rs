@@ -1,0 +1,79 @@
+//! Throughput of scripted 20 Questions: the ECS world with the corpus writer against a
+//! plain loop that plays the same speakers with no world and no writing (the baseline, run
+//! in the same process). Prints episodes/s and the ratio.
+//!
+//! `cargo bench --bench generate` (or `-- EPISODES`).
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use dialogym::engine::corpus::Format;
+use dialogym::engine::seed::{Stream, episode_seed, turn_rng};
+use dialogym::engine::{AgentTurn, Message, PersonaTurn, Scenario, Spec};
+use dialogym::generate::{GenerateArgs, generate};
+
+fn plain_loop(episodes: u64) -> f64 {
+    let scenario = dialogym::scenarios::load("twenty-questions").expect("scenario");
+    let mut agent = dialogym::agents::entity_agent(&Spec::parse("greedy-eig").expect("spec")).expect("agent");
+    let mut persona =
+        dialogym::agents::entity_persona(&Spec::parse("oracle").expect("spec"), &scenario).expect("persona");
+    let start = Instant::now();
+    let mut successes = 0u64;
+    for i in 0..episodes {
+        let seed = episode_seed(7, i);
+        let hidden = scenario.sample_hidden(&mut turn_rng(seed, 0, Stream::Hidden));
+        let mut t: Vec<Message> = Vec::new();
+        loop {
+            let rng = turn_rng(seed, t.len() as u32, Stream::Agent);
+            let a = agent.act(&scenario, &mut [AgentTurn { episode: i, transcript: &t, rng }]).expect("act");
+            t.push(Message::agent(a.into_iter().next().unwrap_or_default()));
+            let j = scenario.judge(&hidden, &t);
+            if j.done {
+                successes += j.success as u64;
+                break;
+            }
+            let rng = turn_rng(seed, t.len() as u32, Stream::Persona);
+            let r = persona
+                .reply(&scenario, &mut [PersonaTurn { episode: i, hidden: &hidden, transcript: &t, rng }])
+                .expect("reply");
+            t.push(Message::persona(r.into_iter().next().unwrap_or_default()));
+        }
+    }
+    assert!(successes > episodes * 99 / 100);
+    episodes as f64 / start.elapsed().as_secs_f64()
+}
+
+fn world(episodes: u64, formats: Vec<Format>) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = GenerateArgs {
+        scenario: "twenty-questions".into(),
+        agent: "greedy-eig".into(),
+        persona: "oracle".into(),
+        episodes,
+        seed: 7,
+        concurrency: 256,
+        out: dir.path().join("c"),
+        resume: false,
+        shard_size: 10_000,
+        formats,
+    };
+    let s = generate(&args, vec![], &AtomicBool::new(false), false).expect("generate");
+    s.played as f64 / s.seconds
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    let episodes: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100_000);
+    let reps = 3;
+    let base = median((0..reps).map(|_| plain_loop(episodes)).collect());
+    let jsonl = median((0..reps).map(|_| world(episodes, vec![Format::Jsonl])).collect());
+    let both = median((0..reps).map(|_| world(episodes, vec![Format::Jsonl, Format::Parquet])).collect());
+    println!("scripted 20 Questions, greedy-eig vs oracle, {episodes} episodes, median of {reps}");
+    println!("plain loop, no world, no writing : {base:>10.0} episodes/s");
+    println!("ECS world + JSONL writer         : {jsonl:>10.0} episodes/s  ({:.2}x the plain loop)", jsonl / base);
+    println!("ECS world + JSONL + Parquet      : {both:>10.0} episodes/s  ({:.2}x the plain loop)", both / base);
+}

@@ -1,0 +1,193 @@
+//! The learners on a two-step MDP whose values are known in closed form, determinism of
+//! checkpoints, exact resume, and clear errors on damaged checkpoints.
+//!
+//! The MDP (γ = 1): from s0, action a0 gives 0 and leads to s1; a1 gives 1 and ends; a2 is
+//! never taken in the data. From s1, a0 gives 2 and ends; a1 gives 0 and ends. The data
+//! takes a0 in s0 with probability 0.7 and a1 with 0.3; in s1, a0 and a1 with 0.5 each.
+//!
+//! Fixed points, with expectile τ for ILQL's V (the τ-expectile of a two-point
+//! distribution {x: p, y: 1 − p}, x > y, is (τ p x + (1 − τ)(1 − p) y) / (τ p + (1 − τ)(1 − p))):
+//! - ILQL: Q(s1,a0) = 2, Q(s1,a1) = 0, V(s1) = 2τ, Q(s0,a0) = V(s1) = 2τ, Q(s0,a1) = 1.
+//! - MC:   Q(s1,a0) = 2, Q(s1,a1) = 0, Q(s0,a0) = E[G] = 1, Q(s0,a1) = 1.
+//! - BC:   π(a0|s0) = 0.7, π(a1|s0) = 0.3.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::AtomicBool;
+
+use candle_core::{D, Device};
+use dialogym_policies::data::Transitions;
+use dialogym_policies::featurize::HashedNgrams;
+use dialogym_policies::model::{ModelConfig, SaidMatrix};
+use dialogym_policies::nn::Bags;
+use dialogym_policies::optim::AdamWConfig;
+use dialogym_policies::train::{Algo, Learner, TrainConfig, train};
+
+/// 100 episodes: 70 take a0 then (a0 | a1 alternating), 30 take a1.
+fn mdp() -> Transitions {
+    let mut t = Transitions {
+        candidates: vec!["a0".into(), "a1".into(), "a2".into()],
+        candidate_features: vec![vec![0], vec![1], vec![2]],
+        ..Default::default()
+    };
+    let mut push = |state: u32, a: u32, r: f32, next: Option<u32>, rtg: f32, ep: u32| {
+        t.states.push(vec![state]);
+        t.actions.push(a);
+        t.said.push(Vec::new());
+        t.rewards.push(r);
+        t.next.push(next);
+        t.returns_to_go.push(rtg);
+        t.episode.push(ep);
+    };
+    let mut returns = Vec::new();
+    for ep in 0..100u32 {
+        if ep < 70 {
+            let second = if ep % 2 == 0 { (0, 2.0) } else { (1, 0.0) };
+            returns.push(second.1);
+            let base = t_states_len(ep);
+            push(0, 0, 0.0, Some(base + 1), second.1, ep);
+            push(1, second.0, second.1, None, second.1, ep);
+        } else {
+            returns.push(1.0);
+            push(0, 1, 1.0, None, 1.0, ep);
+        }
+    }
+    t.episode_returns = returns;
+    t
+}
+
+/// Index of the first transition of episode `ep` (70 two-step episodes first).
+fn t_states_len(ep: u32) -> u32 {
+    if ep < 70 { 2 * ep } else { 140 + (ep - 70) }
+}
+
+fn config(algo: Algo) -> TrainConfig {
+    TrainConfig {
+        algo,
+        steps: 1500,
+        batch_size: 64,
+        tau: 0.9,
+        cql_weight: 0.0,
+        polyak_alpha: 0.05,
+        optimizer: AdamWConfig { lr: 3e-3, ..Default::default() },
+        model: ModelConfig { hidden: 32, head_dim: 16, ..Default::default() },
+        featurizer: HashedNgrams { state_bits: 4, action_bits: 4 },
+        checkpoint_every: 10_000,
+        log_every: 100,
+        seed: 7,
+        ..Default::default()
+    }
+}
+
+fn fit(algo: Algo, tweak: impl FnOnce(&mut TrainConfig)) -> Learner {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(algo);
+    tweak(&mut c);
+    train(&mdp(), "mdp", &c, dir.path(), false, &Device::Cpu, &AtomicBool::new(false), &mut |_: &_| {}).unwrap()
+}
+
+/// (Q1 over [a0, a1, a2] in s0, in s1, V(s0), V(s1)).
+fn values(l: &Learner) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let d = Device::Cpu;
+    let s = Bags::new([[0u32].as_slice(), [1u32].as_slice()].into_iter(), &d).unwrap();
+    let a = Bags::new([[0u32].as_slice(), [1].as_slice(), [2].as_slice()].into_iter(), &d).unwrap();
+    let h = l.online.encode_states(&s).unwrap();
+    let u = l.online.encode_actions(&a).unwrap();
+    let said = SaidMatrix::new([[].as_slice(), [].as_slice()].into_iter(), 3, &d).unwrap();
+    let q: Vec<Vec<f32>> = l.online.q[0].all(&h, &u, &said).unwrap().to_vec2().unwrap();
+    let v: Vec<f32> = l.online.value(&h).unwrap().to_vec1().unwrap();
+    (q[0].clone(), q[1].clone(), v)
+}
+
+#[test]
+fn ilql_converges_to_the_expectile_fixed_point() {
+    let l = fit(Algo::Ilql, |_| {});
+    let (q0, q1, v) = values(&l);
+    let tau = 0.9;
+    let tol = 0.08;
+    let close = |got: f32, want: f64, what: &str| assert!((got as f64 - want).abs() < tol, "{what}: {got} vs {want}");
+    close(q1[0], 2.0, "Q(s1,a0)");
+    close(q1[1], 0.0, "Q(s1,a1)");
+    close(v[1], 2.0 * tau, "V(s1)");
+    close(q0[0], 2.0 * tau, "Q(s0,a0)");
+    close(q0[1], 1.0, "Q(s0,a1)");
+    // V(s0): τ-expectile of {2τ: 0.7, 1: 0.3}.
+    let (p, x, y) = (0.7, 2.0 * tau, 1.0);
+    close(v[0], (tau * p * x + (1.0 - tau) * (1.0 - p) * y) / (tau * p + (1.0 - tau) * (1.0 - p)), "V(s0)");
+}
+
+#[test]
+fn mc_regresses_on_returns_and_cql_pushes_down_untried_actions() {
+    let l = fit(Algo::Mc, |_| {});
+    let (q0, q1, _) = values(&l);
+    for (got, want, what) in
+        [(q0[0], 1.0, "Q(s0,a0)"), (q0[1], 1.0, "Q(s0,a1)"), (q1[0], 2.0, "Q(s1,a0)"), (q1[1], 0.0, "Q(s1,a1)")]
+    {
+        assert!((got - want).abs() < 0.08, "{what}: {got} vs {want}");
+    }
+    let l = fit(Algo::Mc, |c| c.cql_weight = 0.5);
+    let (q0, _, _) = values(&l);
+    assert!(q0[2] < q0[0].min(q0[1]) - 0.5, "the untried a2 must score lowest: {q0:?}");
+}
+
+#[test]
+fn bc_reproduces_the_data_policy() {
+    let l = fit(Algo::Bc, |_| {});
+    let d = Device::Cpu;
+    let s = Bags::new([[0u32].as_slice()].into_iter(), &d).unwrap();
+    let a = Bags::new([[0u32].as_slice(), [1].as_slice(), [2].as_slice()].into_iter(), &d).unwrap();
+    let said = SaidMatrix::new([[].as_slice()].into_iter(), 3, &d).unwrap();
+    let logits =
+        l.online.policy(&l.online.encode_states(&s).unwrap(), &l.online.encode_actions(&a).unwrap(), &said).unwrap();
+    let p: Vec<Vec<f32>> = candle_nn::ops::softmax(&logits, D::Minus1).unwrap().to_vec2().unwrap();
+    assert!((p[0][0] - 0.7).abs() < 0.05 && (p[0][1] - 0.3).abs() < 0.05, "{p:?}");
+    assert!(p[0][2] < 0.02, "{p:?}");
+}
+
+#[test]
+fn same_seed_same_checkpoint_bytes_and_exact_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |dir: &std::path::Path, steps: usize, resume: bool| {
+        let c = TrainConfig { steps, checkpoint_every: 10, log_every: 5, ..config(Algo::Ilql) };
+        train(&mdp(), "mdp", &c, dir, resume, &Device::Cpu, &AtomicBool::new(false), &mut |_: &_| {}).unwrap();
+        std::fs::read(dir.join("model.safetensors")).unwrap()
+    };
+    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    let full = run(&a, 40, false);
+    assert_eq!(full, run(&b, 40, false), "same seed, different bytes");
+    run(&c, 20, false);
+    let resumed = run(&c, 40, true);
+    assert_eq!(full, resumed, "a resumed run must equal an uninterrupted one");
+    let metrics = std::fs::read_to_string(c.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 8, "one line per 5 steps, none twice:\n{metrics}");
+    assert!(c.join("curve.svg").exists());
+    // A different seed gives different weights.
+    let other = {
+        let d = tmp.path().join("d");
+        let cfg = TrainConfig { steps: 40, seed: 8, ..config(Algo::Ilql) };
+        train(&mdp(), "mdp", &cfg, &d, false, &Device::Cpu, &AtomicBool::new(false), &mut |_: &_| {}).unwrap();
+        std::fs::read(d.join("model.safetensors")).unwrap()
+    };
+    assert_ne!(full, other);
+}
+
+#[test]
+fn damaged_checkpoints_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ck");
+    let c = TrainConfig { steps: 5, ..config(Algo::Ilql) };
+    train(&mdp(), "mdp", &c, &dir, false, &Device::Cpu, &AtomicBool::new(false), &mut |_: &_| {}).unwrap();
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = dialogym_policies::agent::LearnedAgent::load(&dir, 0.0, None, "x".into()).err().unwrap();
+    assert!(err.to_string().contains("corrupt or truncated checkpoint"), "{err:#}");
+    let c2 = TrainConfig { steps: 10, ..c.clone() };
+    let err =
+        train(&mdp(), "mdp", &c2, &dir, true, &Device::Cpu, &AtomicBool::new(false), &mut |_: &_| {}).err().unwrap();
+    assert!(format!("{err:#}").contains("corrupt or truncated"), "{err:#}");
+    std::fs::write(&path, b"not a checkpoint").unwrap();
+    assert!(dialogym_policies::agent::LearnedAgent::load(&dir, 0.0, None, "x".into()).is_err());
+    std::fs::write(dir.join("config.json"), b"{").unwrap();
+    let err = dialogym_policies::agent::LearnedAgent::load(&dir, 0.0, None, "x".into()).err().unwrap();
+    assert!(err.to_string().contains("config.json:1:"), "{err:#}");
+}
