@@ -2,14 +2,13 @@
 //! gained, per agent, from live play against a persona or from a corpus.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, anyhow, bail};
 use dialogym_engine::MixSpec;
 use dialogym_engine::corpus::EpisodeRecord;
 use dialogym_engine::stats::Estimate;
-use dialogym_engine::world::{PlayConfig, play};
+use dialogym_engine::world::PlayConfig;
 use serde::Serialize;
 
 /// One agent's results.
@@ -105,20 +104,16 @@ pub fn eval(args: &EvalArgs, stop: &AtomicBool, progress: bool) -> Result<Vec<Ag
     if args.agents.is_empty() {
         bail!("name at least one --agent");
     }
-    let scenario = Arc::new(dialogym_scenarios::load(&args.scenario)?);
+    let session = crate::session::load(&args.scenario)?;
     let persona_spec = MixSpec::parse(&args.persona).context("--persona")?;
     let mut results = Vec::new();
     for agent in &args.agents {
         let agent_spec = MixSpec::parse(agent).with_context(|| format!("--agent {agent}"))?;
-        let agents = crate::cast::agents(&scenario, &agent_spec)?;
-        let personas = crate::cast::personas(&scenario, &persona_spec)?;
+        let cast = session.prepare(&agent_spec, &persona_spec)?;
         let (tx, rx) = crossbeam_channel::unbounded::<EpisodeRecord>();
         let folder = std::thread::spawn(move || rx.iter().map(|r: EpisodeRecord| Row::from(&r)).collect::<Vec<Row>>());
         let pb = if progress { crate::progress_bar(args.episodes, agent) } else { indicatif::ProgressBar::hidden() };
-        let run = play(
-            scenario.clone(),
-            agents,
-            personas,
+        let run = cast.play(
             &PlayConfig {
                 seed: args.seed,
                 run_id: format!("eval-{}", args.seed),
@@ -127,7 +122,7 @@ pub fn eval(args: &EvalArgs, stop: &AtomicBool, progress: bool) -> Result<Vec<Ag
             },
             tx,
             stop,
-            |t| pb.set_position(t.finished),
+            &mut |t| pb.set_position(t.finished),
         );
         pb.finish_and_clear();
         let rows = folder.join().map_err(|_| anyhow!("evaluation collector panicked"))?;

@@ -1,14 +1,13 @@
 //! `dialogym generate`: play episodes in the ECS world and write them to a corpus.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
+use dialogym_engine::MixSpec;
 use dialogym_engine::corpus::{self, Format, Manifest, ShardWriter};
-use dialogym_engine::world::{PlayConfig, play};
-use dialogym_engine::{MixSpec, Scenario};
+use dialogym_engine::world::PlayConfig;
 
 /// Everything that defines a generation run.
 #[derive(Clone, Debug)]
@@ -70,15 +69,14 @@ pub fn generate(
     if args.formats.is_empty() {
         bail!("--format needs at least one of jsonl, parquet");
     }
-    let scenario = Arc::new(dialogym_scenarios::load(&args.scenario)?);
+    let session = crate::session::load(&args.scenario)?;
     let agent_spec = MixSpec::parse(&args.agent).context("--agent")?;
     let persona_spec = MixSpec::parse(&args.persona).context("--persona")?;
-    let agents = crate::cast::agents(&scenario, &agent_spec)?;
-    let personas = crate::cast::personas(&scenario, &persona_spec)?;
+    let cast = session.prepare(&agent_spec, &persona_spec)?;
     let config = serde_json::json!({
-        "scenario": scenario.id(),
-        "agent": agents.iter().map(|(a, w)| serde_json::json!([a.id(), w])).collect::<Vec<_>>(),
-        "persona": personas.iter().map(|(p, w)| serde_json::json!([p.id(), w])).collect::<Vec<_>>(),
+        "scenario": session.id(),
+        "agent": cast.agent_ids(),
+        "persona": cast.persona_ids(),
     });
     let manifest = Manifest::new(command, args.seed, args.episodes, args.shard_size, args.formats.clone(), config);
     let (done, todo) = corpus::prepare(&args.out, &manifest, args.resume)?;
@@ -86,14 +84,11 @@ pub fn generate(
     let (tx, writer) = corpus::spawn_writer(ShardWriter::new(&args.out, &manifest));
     let pb = if progress { crate::progress_bar(played_target, "generate") } else { indicatif::ProgressBar::hidden() };
     let start = Instant::now();
-    let result = play(
-        scenario,
-        agents,
-        personas,
+    let result = cast.play(
         &PlayConfig { seed: args.seed, run_id: manifest.run_id.clone(), episodes: todo, concurrency: args.concurrency },
         tx,
         stop,
-        |t| {
+        &mut |t| {
             pb.set_position(t.finished);
             if t.finished > 0 && t.finished % 256 == 0 {
                 pb.set_message(format!("success {:.1}%", 100.0 * t.successes as f64 / t.finished as f64));

@@ -2,12 +2,12 @@
 //! hold them better, and evaluate. The CLI (`src/main.rs`) is a thin layer over this crate;
 //! tests and examples call it directly.
 
-pub mod cast;
 pub mod demo;
 pub mod eval;
 pub mod experiment;
 pub mod generate;
 pub mod llm;
+pub mod session;
 pub mod train;
 
 pub use dialogym_agents as agents;

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use dialogym::engine::corpus::{Format, read_corpus};
 use dialogym::eval::{EvalArgs, eval, summarize, table};
 use dialogym::generate::{GenerateArgs, generate};
-use dialogym::{STOP, agents, scenarios};
+use dialogym::{STOP, scenarios};
 
 #[derive(Parser)]
 #[command(
@@ -307,32 +307,13 @@ fn command_line() -> Vec<String> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Scenarios { action: ScenariosCmd::List } => {
-            for (name, _, about) in scenarios::BUILTIN {
+            for (name, about, _) in dialogym::session::SCENARIOS {
                 println!("{name:<20} {about}");
             }
             println!("{:<20} a scenario file in the TOML format of docs/scenario-files.md", "PATH.toml");
         }
         Command::Scenarios { action: ScenariosCmd::Describe { scenario } } => {
-            let s = scenarios::load(&scenario)?;
-            let r = &s.rules;
-            println!("{}\n\n{}\n", r.name, r.description);
-            println!("entities: {} (secrets: {})", s.table.entities.len(), s.secrets().len());
-            println!("questions in the bank: {}", s.table.attributes.len());
-            println!(
-                "max agent turns: {}; reward: -{} per utterance, {} for naming the secret",
-                r.max_turns, r.question_cost, r.success_reward
-            );
-            println!("\nagents:");
-            for (n, about) in agents::ENTITY_AGENTS {
-                println!("  {n:<32} {about}");
-            }
-            for (n, about) in dialogym::llm::LLM_AGENTS {
-                println!("  {n:<32} {about}");
-            }
-            println!("personas:");
-            for (n, about) in agents::ENTITY_PERSONAS.iter().chain(dialogym::llm::LLM_PERSONAS) {
-                println!("  {n:<32} {about}");
-            }
+            print!("{}", dialogym::session::load(&scenario)?.describe());
         }
         Command::Scenarios { action: ScenariosCmd::Validate { file } } => {
             let s = scenarios::load(&file.to_string_lossy())?;

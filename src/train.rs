@@ -1,11 +1,10 @@
 //! `dialogym train`: offline RL on a corpus.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
-use dialogym_engine::Scenario;
 use dialogym_engine::corpus::read_corpus;
 use dialogym_policies::data::Transitions;
 use dialogym_policies::train::{MetricsLine, TrainConfig, device, train};
@@ -27,7 +26,7 @@ pub struct TrainSummary {
 pub fn run(
     corpus: &Path,
     config: &TrainConfig,
-    out: &PathBuf,
+    out: &Path,
     resume: bool,
     device_name: &str,
     stop: &AtomicBool,
@@ -40,8 +39,8 @@ pub fn run(
         .and_then(|s| s.as_str())
         .ok_or_else(|| anyhow!("{}: manifest names no scenario", corpus.display()))?
         .to_string();
-    let scenario = dialogym_scenarios::load(&scenario_id)?;
-    let data = Transitions::build(&rows, &scenario.candidates(&[]), &config.featurizer, config.gamma)?;
+    let session = crate::session::load(&scenario_id)?;
+    let data = Transitions::build(&rows, &session.candidates(), &config.featurizer, config.gamma)?;
     let device = device(device_name)?;
     let pb = if progress {
         crate::progress_bar(config.steps as u64, config.algo.name())

@@ -86,10 +86,8 @@ impl Belief {
     /// asking it: EIG(a) = H(Answer) − H(Answer | Entity).
     pub fn answer_distribution(&self, table: &EntityTable, a: usize, slip: f64) -> ([f64; 3], f64) {
         let lik = likelihoods(slip);
-        let mut mass = [0.0f64; 3];
-        for (w, t) in self.weights.iter().zip(table.column(a)) {
-            mass[*t as usize] += w;
-        }
+        let (yes, sometimes) = table.masses(a, &self.weights);
+        let mass = [yes, (1.0 - yes - sometimes).max(0.0), sometimes];
         let mut p = [0.0; 3];
         let mut h_cond = 0.0;
         for (truth, m) in mass.iter().enumerate() {

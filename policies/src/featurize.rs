@@ -57,8 +57,9 @@ pub fn said_before(transcript: &[Message], index: &std::collections::HashMap<Str
 /// - the whole exchange, normalized (`is it alive → no`): one feature per (question,
 ///   answer), the sufficient statistic of a yes/no game;
 /// - each word of the agent utterance conjoined with the first word of the reply
-///   (`alive → no`), which carries over to paraphrases;
-/// and one feature for the number of agent turns so far (the remaining budget matters).
+///   (`alive → no`), which carries over to paraphrases.
+///
+/// Plus one feature for the number of agent turns so far (the remaining budget matters).
 ///
 /// Action features: the whole normalized utterance, its words and its word bigrams.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -152,6 +152,12 @@ impl Network {
         Ok(net)
     }
 
+    /// Selects the fused CPU embedding bags (default) or the generic tensor ops.
+    pub fn set_fused(&mut self, fused: bool) {
+        self.state_bag.fused = fused;
+        self.action_bag.fused = fused;
+    }
+
     /// h(s) for a batch of states → (B, H).
     pub fn encode_states(&self, s: &Bags) -> Result<Tensor> {
         let x = self.state_bag.forward(s)?.relu()?;

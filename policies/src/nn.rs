@@ -112,18 +112,20 @@ impl Linear {
 #[derive(Clone)]
 pub struct EmbeddingBag {
     table: Tensor,
+    /// Use the fused CPU op (on by default; off for the benchmark's baseline).
+    pub fused: bool,
 }
 
 impl EmbeddingBag {
     /// A (buckets, dim) table, U(±1/√fan) like a linear layer over `fan` active features.
     pub fn new(p: &mut Params, name: &str, buckets: usize, dim: usize, fan: usize, rng: &mut Rng) -> Result<Self> {
         let bound = 1.0 / (fan.max(1) as f64).sqrt();
-        Ok(EmbeddingBag { table: p.uniform(&format!("{name}.table"), &[buckets, dim], bound, rng)? })
+        Ok(EmbeddingBag { table: p.uniform(&format!("{name}.table"), &[buckets, dim], bound, rng)?, fused: true })
     }
 
     /// The bag sums → (B, dim).
     pub fn forward(&self, bags: &Bags) -> Result<Tensor> {
-        if self.table.device().is_cpu() {
+        if self.fused && self.table.device().is_cpu() {
             return Ok(self.table.apply_op3(&bags.ids, &bags.offsets, BagSum)?);
         }
         let dim = self.table.dim(1)?;

@@ -100,13 +100,14 @@ impl InplaceOp2 for FusedStep<'_> {
 }
 
 impl AdamW {
-    /// An optimizer for every parameter of `params`.
-    pub fn new(params: &Params, config: AdamWConfig) -> Result<Self> {
+    /// An optimizer for every parameter of `params`; `fused` selects the one-pass CPU update
+    /// (ignored off the CPU), else the tensor-op update runs everywhere.
+    pub fn new(params: &Params, config: AdamWConfig, fused: bool) -> Result<Self> {
         let slots = params
             .iter()
             .map(|(name, var)| {
                 let n = var.elem_count();
-                let moments = if var.device().is_cpu() {
+                let moments = if fused && var.device().is_cpu() {
                     Moments::Host { m: vec![0.0; n], v: vec![0.0; n] }
                 } else {
                     Moments::Device {
@@ -176,7 +177,8 @@ impl AdamW {
         Ok(out)
     }
 
-    /// Restores the moments saved by [`AdamW::state`].
+    /// Restores the moments saved by [`AdamW::state`] (either kind: the checkpoint format is
+    /// the same).
     pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, t: u64) -> Result<()> {
         for s in &mut self.slots {
             let get = |k: String| -> Result<Tensor> {
@@ -250,7 +252,7 @@ mod tests {
         let var = p.get("w").cloned().ok_or_else(|| anyhow::anyhow!("w"))?;
         var.set(&Tensor::new(&[1.0f32, -2.0], &Device::Cpu)?)?;
         let cfg = AdamWConfig { lr: 0.1, weight_decay: 0.01, ..Default::default() };
-        let mut opt = AdamW::new(&p, cfg)?;
+        let mut opt = AdamW::new(&p, cfg, true)?;
         for _ in 0..3 {
             // loss = Σ w² → g = 2w
             let loss = w.sqr()?.sum_all()?;

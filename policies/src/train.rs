@@ -109,6 +109,14 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// Seed of initialization and minibatch draws.
     pub seed: u64,
+    /// Use dialogym's fused CPU kernels (AdamW, embedding bags); false runs the generic
+    /// tensor-op versions (the benchmark's baseline). Same math either way.
+    #[serde(default = "yes")]
+    pub fused_cpu_kernels: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for TrainConfig {
@@ -120,8 +128,8 @@ impl Default for TrainConfig {
             gamma: 1.0,
             tau: 0.8,
             polyak_alpha: 0.005,
-            cql_weight: 0.1,
-            bc_weight: 0.0,
+            cql_weight: 1.0,
+            bc_weight: 1.0,
             filter_fraction: 0.3,
             optimizer: AdamWConfig { lr: 1e-3, ..Default::default() },
             model: ModelConfig::default(),
@@ -129,6 +137,7 @@ impl Default for TrainConfig {
             checkpoint_every: 1000,
             log_every: 50,
             seed: 0,
+            fused_cpu_kernels: true,
         }
     }
 }
@@ -169,16 +178,19 @@ impl Learner {
         let f = &config.featurizer;
         let mut rng = turn_rng(mix64(config.seed), 0, Stream::Learner);
         let mut params = Params::new(device);
-        let online = Network::new(&mut params, &config.model, f.state_buckets(), f.action_buckets(), true, &mut rng)?;
+        let mut online =
+            Network::new(&mut params, &config.model, f.state_buckets(), f.action_buckets(), true, &mut rng)?;
         // The target copy starts equal to the online encoders and Q heads.
         let mut target_params = Params::new(device);
-        let target =
+        let mut target =
             Network::new(&mut target_params, &config.model, f.state_buckets(), f.action_buckets(), false, &mut rng)?;
+        online.set_fused(config.fused_cpu_kernels);
+        target.set_fused(config.fused_cpu_kernels);
         for (name, var) in target_params.iter() {
             let src = params.get(name).ok_or_else(|| anyhow!("target parameter {name} has no online twin"))?;
             var.set(src.as_tensor())?;
         }
-        let opt = AdamW::new(&params, config.optimizer)?;
+        let opt = AdamW::new(&params, config.optimizer, config.fused_cpu_kernels)?;
         Ok(Learner { config: config.clone(), params, online, target_params, target, opt, step: 0 })
     }
 
@@ -309,6 +321,7 @@ impl<F: FnMut(&MetricsLine)> Progress for F {
 }
 
 /// Trains on `data` into `out`; with `resume`, continues the run found there.
+#[allow(clippy::too_many_arguments)] // each is a distinct, required input of a run
 pub fn train(
     data: &Transitions,
     scenario: &str,

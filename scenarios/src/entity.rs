@@ -113,6 +113,10 @@ pub struct EntityTable {
     pub attributes: Vec<Attribute>,
     /// Attribute-major answers: `answers[a * entities.len() + e]`.
     answers: Vec<Answer>,
+    /// Attribute-major 0/1 indicators of `Yes` and of `Sometimes`, so that the posterior mass
+    /// of each answer is a dot product (vectorizes; a scatter by answer does not).
+    yes: Vec<f64>,
+    sometimes: Vec<f64>,
 }
 
 impl EntityTable {
@@ -121,7 +125,15 @@ impl EntityTable {
         if answers.len() != attributes.len() || answers.iter().any(|r| r.len() != entities.len()) {
             bail!("answer table shape does not match {} attributes × {} entities", attributes.len(), entities.len());
         }
-        Ok(EntityTable { entities, attributes, answers: answers.into_iter().flatten().collect() })
+        let answers: Vec<Answer> = answers.into_iter().flatten().collect();
+        let ind = |which: Answer| answers.iter().map(|&a| (a == which) as u8 as f64).collect();
+        Ok(EntityTable { yes: ind(Answer::Yes), sometimes: ind(Answer::Sometimes), entities, attributes, answers })
+    }
+
+    /// Σ_e w[e]·1[answer(e, a) = Yes] and the same for `Sometimes`.
+    pub fn masses(&self, a: usize, w: &[f64]) -> (f64, f64) {
+        let n = self.entities.len();
+        (dot(&self.yes[a * n..(a + 1) * n], w), dot(&self.sometimes[a * n..(a + 1) * n], w))
     }
 
     /// The table's answer for entity `e` and attribute `a`.
@@ -153,6 +165,20 @@ impl EntityTable {
         }
         pairs
     }
+}
+
+/// A dot product with four independent accumulators (lets the compiler use SIMD lanes).
+fn dot(x: &[f64], y: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (a, b) in xc.zip(yc) {
+        for k in 0..4 {
+            acc[k] += a[k] * b[k];
+        }
+    }
+    let tail: f64 = xr.iter().zip(yr).map(|(a, b)| a * b).sum();
+    acc[0] + acc[1] + acc[2] + acc[3] + tail
 }
 
 /// What an agent utterance means to an entity scenario.

@@ -1,0 +1,192 @@
+//! Scenarios as the CLI sees them: loaded by name, with their cast, behind one object-safe
+//! trait so that `generate`, `eval` and `train` are written once for every scenario type.
+//!
+//! Adding a scenario type: its module in `scenarios/`, its scripted speakers in `agents/`,
+//! one `impl Roster` below, and one line in [`SCENARIOS`].
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Result, bail};
+use crossbeam_channel::Sender;
+use dialogym_engine::corpus::EpisodeRecord;
+use dialogym_engine::world::{PlayConfig, Pool, Tally, play};
+use dialogym_engine::{Agent, MixSpec, Persona, Scenario, Spec};
+use dialogym_scenarios::entity::EntityScenario;
+
+/// What a scenario type offers: its scripted speakers, by spec.
+pub trait Roster: Scenario + Sized {
+    /// A scripted (or scenario-specific) agent, or `None` if the name is not this
+    /// scenario's (learned agents are handled for every scenario by [`Session`]).
+    fn agent(&self, spec: &Spec) -> Result<Box<dyn Agent<Self>>>;
+    /// A persona.
+    fn persona(&self, spec: &Spec) -> Result<Box<dyn Persona<Self>>>;
+    /// Agents and personas with one line each, for `scenarios describe` and errors.
+    fn roster(&self) -> (Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>);
+    /// The rules in a few lines.
+    fn rules(&self) -> String;
+}
+
+impl Roster for EntityScenario {
+    fn agent(&self, spec: &Spec) -> Result<Box<dyn Agent<Self>>> {
+        match crate::llm::agent(spec, self)? {
+            Some(a) => Ok(a),
+            None => dialogym_agents::entity_agent(spec),
+        }
+    }
+
+    fn persona(&self, spec: &Spec) -> Result<Box<dyn Persona<Self>>> {
+        match crate::llm::persona(spec, self)? {
+            Some(p) => Ok(p),
+            None => dialogym_agents::entity_persona(spec, self),
+        }
+    }
+
+    fn roster(&self) -> (Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>) {
+        let agents = dialogym_agents::ENTITY_AGENTS.iter().chain(crate::llm::LLM_AGENTS).copied().collect();
+        let personas = dialogym_agents::ENTITY_PERSONAS.iter().chain(crate::llm::LLM_PERSONAS).copied().collect();
+        (agents, personas)
+    }
+
+    fn rules(&self) -> String {
+        let r = &self.rules;
+        format!(
+            "{}\n\n{}\n\nentities: {} (possible secrets: {})\nquestions in the bank: {}\nmax agent turns: {}; \
+             reward: -{} per utterance, {} for naming the secret",
+            r.name,
+            r.description,
+            self.table.entities.len(),
+            self.secrets().len(),
+            self.table.attributes.len(),
+            r.max_turns,
+            r.question_cost,
+            r.success_reward
+        )
+    }
+}
+
+/// A loaded scenario, type-erased.
+pub trait Session: Send + Sync {
+    /// Canonical spec.
+    fn id(&self) -> String;
+    /// Rules and cast, for `scenarios describe`.
+    fn describe(&self) -> String;
+    /// The scenario's candidate utterances at the start of an episode (the learners'
+    /// action vocabulary).
+    fn candidates(&self) -> Vec<String>;
+    /// Builds the cast of a run.
+    fn prepare(&self, agent: &MixSpec, persona: &MixSpec) -> Result<Box<dyn Prepared>>;
+}
+
+/// A scenario with its speakers built, ready to play.
+pub trait Prepared {
+    /// Agent ids with weights (for the manifest).
+    fn agent_ids(&self) -> Vec<(String, f64)>;
+    /// Persona ids with weights.
+    fn persona_ids(&self) -> Vec<(String, f64)>;
+    /// Plays `config.episodes` into `sink` (see `world::play`).
+    fn play(
+        self: Box<Self>,
+        config: &PlayConfig,
+        sink: Sender<EpisodeRecord>,
+        stop: &AtomicBool,
+        on_tick: &mut dyn FnMut(&Tally),
+    ) -> Result<Tally>;
+}
+
+struct Cast<S: Scenario> {
+    scenario: Arc<S>,
+    agents: Pool<dyn Agent<S>>,
+    personas: Pool<dyn Persona<S>>,
+}
+
+impl<S: Scenario> Prepared for Cast<S> {
+    fn agent_ids(&self) -> Vec<(String, f64)> {
+        self.agents.iter().map(|(a, w)| (a.id(), *w)).collect()
+    }
+
+    fn persona_ids(&self) -> Vec<(String, f64)> {
+        self.personas.iter().map(|(p, w)| (p.id(), *w)).collect()
+    }
+
+    fn play(
+        self: Box<Self>,
+        config: &PlayConfig,
+        sink: Sender<EpisodeRecord>,
+        stop: &AtomicBool,
+        on_tick: &mut dyn FnMut(&Tally),
+    ) -> Result<Tally> {
+        let c = *self;
+        play(c.scenario, c.agents, c.personas, config, sink, stop, on_tick)
+    }
+}
+
+impl<S: Roster> Session for Arc<S> {
+    fn id(&self) -> String {
+        Scenario::id(&**self)
+    }
+
+    fn describe(&self) -> String {
+        let (agents, personas) = self.roster();
+        let mut out = self.rules();
+        out.push_str("\n\nagents:\n");
+        for (n, about) in agents.iter().chain(&[("learned:DIR(temperature=0)", LEARNED)]) {
+            out.push_str(&format!("  {n:<36} {about}\n"));
+        }
+        out.push_str("personas:\n");
+        for (n, about) in personas {
+            out.push_str(&format!("  {n:<36} {about}\n"));
+        }
+        out
+    }
+
+    fn candidates(&self) -> Vec<String> {
+        Scenario::candidates(&**self, &[])
+    }
+
+    fn prepare(&self, agent: &MixSpec, persona: &MixSpec) -> Result<Box<dyn Prepared>> {
+        let agents = agent
+            .components
+            .iter()
+            .map(|(s, w)| {
+                let a: Box<dyn Agent<S>> = match s.name.as_str() {
+                    "learned" => Box::new(dialogym_policies::agent::LearnedAgent::from_spec(s)?),
+                    _ => Roster::agent(&**self, s)?,
+                };
+                Ok((a, *w))
+            })
+            .collect::<Result<_>>()?;
+        let personas =
+            persona.components.iter().map(|(s, w)| Ok((Roster::persona(&**self, s)?, *w))).collect::<Result<_>>()?;
+        Ok(Box::new(Cast { scenario: self.clone(), agents, personas }))
+    }
+}
+
+const LEARNED: &str = "a checkpoint from `dialogym train` (argmax of min Q, or sampling)";
+
+fn entity(spec: &str) -> Result<Box<dyn Session>> {
+    Ok(Box::new(Arc::new(dialogym_scenarios::load(spec)?)))
+}
+
+/// The scenarios `--scenario` accepts by name: name, one line, loader.
+pub const SCENARIOS: &[(&str, &str, fn(&str) -> Result<Box<dyn Session>>)] = &[(
+    "twenty-questions",
+    "LMRL-Gym's 20 Questions: 158 objects, ≤ 20 yes/no questions, −1 per question, 0 for naming the object",
+    entity,
+)];
+
+/// Loads `--scenario`: a registered name (with parameters) or a scenario file (.toml).
+pub fn load(text: &str) -> Result<Box<dyn Session>> {
+    let trimmed = text.trim();
+    if trimmed.ends_with(".toml") || trimmed.starts_with("file:") {
+        return entity(trimmed);
+    }
+    let name = Spec::parse(trimmed)?.name;
+    for (n, _, loader) in SCENARIOS {
+        if *n == name {
+            return loader(trimmed);
+        }
+    }
+    let names: Vec<&str> = SCENARIOS.iter().map(|s| s.0).collect();
+    bail!("unknown scenario `{name}`; built-in scenarios: {} (or a .toml scenario file)", names.join(", "))
+}
