@@ -116,8 +116,19 @@ fn behaviour_components() -> Result<Vec<String>> {
     Ok(MixSpec::parse(BEHAVIOUR_MIX)?.components.iter().map(|(s, _)| s.to_string()).collect())
 }
 
+/// The learned agents to evaluate. Q learners act greedily (argmax min Q). Cloning
+/// learners are evaluated twice: sampling from the cloned policy (temperature 1, what
+/// behaviour cloning means and how LMRL-Gym evaluates BC) and taking its mode (argmax), a
+/// stronger agent than the data's average.
 fn learned(dirs: &[(Algo, PathBuf)]) -> Vec<String> {
-    dirs.iter().map(|(_, d)| format!("learned:{}", d.display())).collect()
+    let mut out = Vec::new();
+    for (algo, d) in dirs {
+        if algo.acts_from_policy() {
+            out.push(format!("learned:{}(temperature=1)", d.display()));
+        }
+        out.push(format!("learned:{}", d.display()));
+    }
+    out
 }
 
 /// Runs the experiment and writes `results.md` and `results.json` into `args.out`.

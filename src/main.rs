@@ -245,6 +245,7 @@ enum ImagineCmd {
 enum ExperimentCmd {
     /// Weak behaviour policies → corpus → BC, filtered BC, MC, ILQL → evaluation, and
     /// generalization to held-out objects.
+    #[command(name = "offline-20q")]
     Offline20q {
         /// Output folder (reused: an interrupted experiment continues).
         #[arg(long, default_value = "runs/offline-20q")]

@@ -2,7 +2,8 @@
 //! candidate at once.
 //!
 //! ```text
-//! h(s) = relu(L_s(relu(Σ_{f∈feat(s)} E_s[f])))        state encoder   (B, H)
+//! h(s) = relu(L_s(relu(Σ_{f∈feat(s)} E_s[f])))        state encoder   (B, H), + more layers
+//!                                                      with `state_layers` > 1
 //! u(a) = relu(L_a(relu(Σ_{f∈feat(a)} E_a[f])))        action encoder  (C, H)
 //! Q_i(s, a) = ⟨W_i h(s), U_i u(a)⟩ + b_i(u(a))        two Q heads     (B, C), one matmul each
 //! V(s) = L_v2(relu(L_v1 h(s)))                         value head      (B, 1)
@@ -34,6 +35,13 @@ pub struct ModelConfig {
     /// Classes of the "already said" term (`featurize::SAID_CLASSES`).
     #[serde(default = "said_classes")]
     pub said_classes: usize,
+    /// Linear+ReLU layers after the state bag (≥ 1).
+    #[serde(default = "one")]
+    pub state_layers: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn said_classes() -> usize {
@@ -42,7 +50,7 @@ fn said_classes() -> usize {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { hidden: 256, head_dim: 128, said_classes: crate::featurize::SAID_CLASSES }
+        ModelConfig { hidden: 256, head_dim: 128, said_classes: crate::featurize::SAID_CLASSES, state_layers: 1 }
     }
 }
 
@@ -119,6 +127,7 @@ impl PairHead {
 pub struct Network {
     state_bag: EmbeddingBag,
     state_l1: Linear,
+    state_deep: Vec<Linear>,
     action_bag: EmbeddingBag,
     action_l1: Linear,
     /// The two Q heads.
@@ -143,6 +152,9 @@ impl Network {
         let net = Network {
             state_bag: EmbeddingBag::new(p, "state.bag", state_buckets, h, 16, rng)?,
             state_l1: Linear::new(p, "state.l1", h, h, rng)?,
+            state_deep: (2..=cfg.state_layers)
+                .map(|i| Linear::new(p, &format!("state.l{i}"), h, h, rng))
+                .collect::<Result<_>>()?,
             action_bag: EmbeddingBag::new(p, "action.bag", action_buckets, h, 8, rng)?,
             action_l1: Linear::new(p, "action.l1", h, h, rng)?,
             q: [PairHead::new(p, "q1", cfg, rng)?, PairHead::new(p, "q2", cfg, rng)?],
@@ -161,7 +173,11 @@ impl Network {
     /// h(s) for a batch of states → (B, H).
     pub fn encode_states(&self, s: &Bags) -> Result<Tensor> {
         let x = self.state_bag.forward(s)?.relu()?;
-        Ok(self.state_l1.forward(&x)?.relu()?)
+        let mut h = self.state_l1.forward(&x)?.relu()?;
+        for layer in &self.state_deep {
+            h = layer.forward(&h)?.relu()?;
+        }
+        Ok(h)
     }
 
     /// u(a) for the candidates → (C, H).

@@ -123,7 +123,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             algo: Algo::Ilql,
-            steps: 3000,
+            steps: 12_000,
             batch_size: 256,
             gamma: 1.0,
             tau: 0.8,
