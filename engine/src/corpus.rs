@@ -282,7 +282,8 @@ fn shard_is_complete(dir: &Path, manifest: &Manifest, k: u64) -> Result<bool> {
 pub struct ShardWriter {
     dir: PathBuf,
     manifest: Manifest,
-    open: BTreeMap<u64, Vec<Option<EpisodeRecord>>>,
+    /// Shards being filled: their rows by slot, and how many slots are filled.
+    open: BTreeMap<u64, (Vec<Option<EpisodeRecord>>, usize)>,
     /// Shards written by this writer.
     pub written: u64,
 }
@@ -302,12 +303,14 @@ impl ShardWriter {
             bail!("episode {} is outside the run's {} episodes", record.episode, m.episodes);
         }
         let slot = (record.episode - range.start) as usize;
-        let rows = self.open.entry(k).or_insert_with(|| vec![None; range.clone().count()]);
+        let (rows, filled) = self.open.entry(k).or_insert_with(|| (vec![None; range.clone().count()], 0));
         if rows[slot].replace(record).is_some() {
             bail!("episode {} arrived twice", range.start + slot as u64);
         }
-        if rows.iter().all(Option::is_some) {
-            let rows: Vec<EpisodeRecord> = self.open.remove(&k).unwrap_or_default().into_iter().flatten().collect();
+        *filled += 1;
+        if *filled == rows.len() {
+            let rows: Vec<EpisodeRecord> =
+                self.open.remove(&k).map(|(r, _)| r).unwrap_or_default().into_iter().flatten().collect();
             self.write_shard(k, &rows)?;
         }
         Ok(())
@@ -327,7 +330,7 @@ impl ShardWriter {
 
     /// Episodes received but not yet written (an interrupted run loses only these).
     pub fn pending(&self) -> usize {
-        self.open.values().map(|r| r.iter().flatten().count()).sum()
+        self.open.values().map(|(_, filled)| filled).sum()
     }
 }
 

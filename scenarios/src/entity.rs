@@ -251,8 +251,27 @@ pub struct EntityScenario {
 
 /// Lowercases, trims, collapses spaces and strips trailing punctuation.
 pub fn normalize(text: &str) -> String {
-    let t = text.trim().trim_end_matches(['?', '.', '!', ' ']).to_lowercase();
-    t.split_whitespace().collect::<Vec<_>>().join(" ")
+    let t = text.trim().trim_end_matches(['?', '.', '!', ' ']);
+    // One pass, one allocation: lowercase, and runs of whitespace become one space (this is
+    // on the hot path of every judge, oracle and belief update).
+    let mut out = String::with_capacity(t.len());
+    let mut space = false;
+    for c in t.chars() {
+        if c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
 }
 
 fn article(name: &str) -> &'static str {
@@ -453,5 +472,27 @@ impl Scenario for EntityScenario {
 
     fn agent_brief(&self) -> String {
         self.rules.agent_brief.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn normalize_lowercases_trims_and_collapses_whitespace() {
+        for (text, want) in [
+            ("  Is it  a\tPenguin?? ", "is it a penguin"),
+            ("Is it alive?", "is it alive"),
+            ("Ist es ein ÄPFEL!", "ist es ein äpfel"),
+            ("?", ""),
+            ("  ", ""),
+            ("A\n\nB.", "a b"),
+        ] {
+            assert_eq!(normalize(text), want, "{text:?}");
+            // The reference definition it replaces.
+            let t = text.trim().trim_end_matches(['?', '.', '!', ' ']).to_lowercase();
+            assert_eq!(normalize(text), t.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
     }
 }
