@@ -35,6 +35,10 @@ mod tests {
     fn all_100_cities_on_every_continent() {
         let s = scenario();
         assert_eq!(s.table.entities.len(), 100, "LMRL-Gym's loader drops one city; we keep all 100");
+        let names: std::collections::BTreeSet<String> =
+            s.table.entities.iter().flat_map(|e| e.names.iter().map(|n| n.to_lowercase())).collect();
+        let accepted: usize = s.table.entities.iter().map(|e| e.names.len()).sum();
+        assert_eq!(names.len(), accepted, "100 distinct cities: no name is accepted for two of them");
         let mut per_continent: BTreeMap<&str, usize> = BTreeMap::new();
         for e in &s.table.entities {
             *per_continent.entry(e.category.as_str()).or_default() += 1;
