@@ -27,6 +27,10 @@ pub struct AgentResult {
     pub turns: Estimate,
     /// Information gained about the hidden state, in bits (entity scenarios).
     pub info_gain_bits: Option<Estimate>,
+    /// Every other per-episode metric the scenario records in all episodes (e.g. polling's
+    /// `acc_after_3`), averaged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, Estimate>,
 }
 
 /// The numbers kept per episode (not the transcript).
@@ -37,6 +41,7 @@ struct Row {
     success: bool,
     turns: u32,
     info: Option<f64>,
+    metrics: BTreeMap<String, f64>,
 }
 
 impl From<&EpisodeRecord> for Row {
@@ -47,6 +52,7 @@ impl From<&EpisodeRecord> for Row {
             success: r.success,
             turns: r.turns,
             info: r.metrics.get("info_gain_bits").copied(),
+            metrics: r.metrics.iter().filter(|(k, _)| *k != "info_gain_bits").map(|(k, v)| (k.clone(), *v)).collect(),
         }
     }
 }
@@ -69,6 +75,12 @@ fn summarize_rows(rows: &[Row]) -> Vec<AgentResult> {
             } else {
                 None
             },
+            metrics: rs[0]
+                .metrics
+                .keys()
+                .filter(|k| rs.iter().all(|r| r.metrics.contains_key(*k)))
+                .map(|k| (k.clone(), Estimate::of(rs.iter().map(|r| r.metrics[k]))))
+                .collect(),
         })
         .collect()
 }
@@ -133,6 +145,40 @@ pub fn eval(args: &EvalArgs, stop: &AtomicBool, progress: bool) -> Result<Vec<Ag
         results.extend(summarize_rows(&rows));
     }
     Ok(results)
+}
+
+/// The scenario's own metrics as a Markdown table, one row per metric and one column per
+/// agent (empty when no agent has any): `acc_after_1`, ... read down the column.
+pub fn metrics_table(results: &[AgentResult]) -> String {
+    let mut keys: Vec<&String> = results.iter().flat_map(|r| r.metrics.keys()).collect();
+    // Natural order, so `acc_after_10` follows `acc_after_9`.
+    let split = |k: &str| {
+        let stem = k.trim_end_matches(|c: char| c.is_ascii_digit());
+        (stem.to_string(), k[stem.len()..].parse::<u64>().unwrap_or(0))
+    };
+    keys.sort_by_key(|k| split(k));
+    keys.dedup();
+    if keys.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("| metric |");
+    for r in results {
+        out.push_str(&format!(" {} |", r.agent));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(results.len()));
+    out.push('\n');
+    for k in keys {
+        out.push_str(&format!("| {k} |"));
+        for r in results {
+            match r.metrics.get(k) {
+                Some(e) => out.push_str(&format!(" {:.3} ± {:.3} |", e.mean, e.ci95)),
+                None => out.push_str(" - |"),
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The results as a Markdown table.

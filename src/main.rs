@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use dialogym::engine::corpus::{Format, read_corpus};
-use dialogym::eval::{EvalArgs, eval, summarize, table};
+use dialogym::eval::{EvalArgs, eval, metrics_table, summarize, table};
 use dialogym::generate::{GenerateArgs, generate};
 use dialogym::{STOP, scenarios};
 
@@ -319,8 +319,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Scenarios { action: ScenariosCmd::Validate { file } } => {
             let s = scenarios::load(&file.to_string_lossy())?;
             let pairs = s.table.indistinguishable_pairs();
+            let open = match s.table.open.len() {
+                0 => String::new(),
+                n => format!(", {n} open attributes"),
+            };
             println!(
-                "{}: ok: {} entities, {} attributes, max {} turns",
+                "{}: ok: {} entities, {} attributes{open}, max {} turns",
                 file.display(),
                 s.table.entities.len(),
                 s.table.attributes.len(),
@@ -389,6 +393,10 @@ fn run(cli: Cli) -> Result<()> {
                 )?,
             };
             print!("{}", table(&results));
+            let metrics = metrics_table(&results);
+            if !metrics.is_empty() {
+                print!("\n{metrics}");
+            }
             for (spec, s) in dialogym::llm::persona_reports() {
                 println!(
                     "persona consistency {spec}: {}/{} checked answers disagree with the table, {}/{} replies off-protocol",

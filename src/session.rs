@@ -10,9 +10,12 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Result, bail};
 use crossbeam_channel::Sender;
 use dialogym_engine::corpus::EpisodeRecord;
+use dialogym_engine::seed::{Stream, turn_rng};
+use dialogym_engine::transcript::agent_turns;
 use dialogym_engine::world::{PlayConfig, Pool, Tally, play};
-use dialogym_engine::{Agent, MixSpec, Persona, Scenario, Spec};
+use dialogym_engine::{Agent, Judgement, Message, MixSpec, Persona, Role, Scenario, Spec};
 use dialogym_scenarios::entity::EntityScenario;
+use dialogym_scenarios::polling::Poll;
 
 /// What a scenario type offers: its scripted speakers, by spec.
 pub trait Roster: Scenario + Sized {
@@ -25,6 +28,11 @@ pub trait Roster: Scenario + Sized {
     fn roster(&self) -> (Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>);
     /// The rules in a few lines.
     fn rules(&self) -> String;
+    /// The documented range of an episode's return (`tests/properties.rs` holds every
+    /// registered scenario to it); None until a scenario documents one.
+    fn return_range(&self) -> Option<(f64, f64)> {
+        None
+    }
 }
 
 impl Roster for EntityScenario {
@@ -51,17 +59,65 @@ impl Roster for EntityScenario {
     fn rules(&self) -> String {
         let r = &self.rules;
         format!(
-            "{}\n\n{}\n\nentities: {} (possible secrets: {})\nquestions in the bank: {}\nmax agent turns: {}; \
+            "{}\n\n{}\n\nentities: {} (possible secrets: {})\nquestions in the bank: {}{}\nmax agent turns: {}; \
              reward: -{} per utterance, {} for naming the secret",
             r.name,
             r.description,
             self.table.entities.len(),
             self.secrets().len(),
-            self.table.attributes.len(),
+            self.table.questions(),
+            match self.table.open.len() {
+                0 => String::new(),
+                n => format!(" ({n} of them open)"),
+            },
             r.max_turns,
             r.question_cost,
             r.success_reward
         )
+    }
+
+    fn return_range(&self) -> Option<(f64, f64)> {
+        // −cost per utterance, success_reward for the one that names the secret (turn n),
+        // or −cost·max_turns without success.
+        let (c, s, t) = (self.rules.question_cost, self.rules.success_reward, self.rules.max_turns);
+        let returns = (1..=t).map(|n| s - c * (n - 1) as f64).chain([-c * t as f64]);
+        Some(returns.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r), hi.max(r))))
+    }
+}
+
+impl Roster for Poll {
+    fn agent(&self, spec: &Spec) -> Result<Box<dyn Agent<Self>>> {
+        dialogym_agents::polling::poll_agent(spec)
+    }
+
+    fn persona(&self, spec: &Spec) -> Result<Box<dyn Persona<Self>>> {
+        dialogym_agents::polling::poll_persona(spec)
+    }
+
+    fn roster(&self) -> (Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>) {
+        (dialogym_agents::polling::POLL_AGENTS.to_vec(), dialogym_agents::polling::POLL_PERSONAS.to_vec())
+    }
+
+    fn rules(&self) -> String {
+        let h = &self.header;
+        let (lo, hi) = self.return_range();
+        format!(
+            "{}\n\n{}\n\nclasses: {}; questions: {} askable, {} targets ({})\nbudget: {} questions, then one \
+             prediction (max agent turns {}); reward: mean target log-likelihood, floor {}, in [{lo:.2}, {hi}]",
+            h.name,
+            h.description,
+            self.model.classes.len(),
+            self.askable.len(),
+            self.targets.len(),
+            self.targets.iter().map(|&t| self.model.questions[t].id.as_str()).collect::<Vec<_>>().join(", "),
+            h.budget,
+            self.max_agent_turns(),
+            h.floor
+        )
+    }
+
+    fn return_range(&self) -> Option<(f64, f64)> {
+        Some(Poll::return_range(self))
     }
 }
 
@@ -76,6 +132,20 @@ pub trait Session: Send + Sync {
     fn candidates(&self) -> Vec<String>;
     /// Builds the cast of a run.
     fn prepare(&self, agent: &MixSpec, persona: &MixSpec) -> Result<Box<dyn Prepared>>;
+    /// The candidate utterances after `transcript`.
+    fn candidates_after(&self, transcript: &[Message]) -> Vec<String>;
+    /// At most this many agent utterances per episode.
+    fn max_agent_turns(&self) -> usize;
+    /// The documented return range, if the scenario documents one.
+    fn return_range(&self) -> Option<(f64, f64)>;
+    /// The specs of the scenario's own agents and personas, in roster order (the first of
+    /// each is its main scripted one).
+    fn cast_names(&self) -> (Vec<String>, Vec<String>);
+    /// Judges `transcript` as the world would have: the hidden state drawn again for
+    /// `episode_seed` (returned as the corpus records it), then the verdict after every
+    /// message, with the world's out-of-turns rule. Judging is pure, so a corpus row's
+    /// `rewards` and `dones` come back exactly.
+    fn rejudge(&self, episode_seed: u64, transcript: &[Message]) -> Result<(serde_json::Value, Vec<Judgement>)>;
 }
 
 /// A scenario with its speakers built, ready to play.
@@ -130,7 +200,7 @@ impl<S: Roster> Session for Arc<S> {
         let (agents, personas) = self.roster();
         let mut out = self.rules();
         out.push_str("\n\nagents:\n");
-        for (n, about) in agents.iter().chain(&[("learned:DIR(temperature=0)", LEARNED)]) {
+        for (n, about) in agents.iter().chain(&[("learned:DIR(temperature=0)", LEARNED), ("uniform", UNIFORM)]) {
             out.push_str(&format!("  {n:<36} {about}\n"));
         }
         out.push_str("personas:\n");
@@ -151,6 +221,7 @@ impl<S: Roster> Session for Arc<S> {
             .map(|(s, w)| {
                 let a: Box<dyn Agent<S>> = match s.name.as_str() {
                     "learned" => Box::new(dialogym_policies::agent::LearnedAgent::from_spec(s)?),
+                    "uniform" => Box::new(dialogym_agents::uniform::Uniform),
                     _ => Roster::agent(&**self, s)?,
                 };
                 Ok((a, *w))
@@ -160,20 +231,60 @@ impl<S: Roster> Session for Arc<S> {
             persona.components.iter().map(|(s, w)| Ok((Roster::persona(&**self, s)?, *w))).collect::<Result<_>>()?;
         Ok(Box::new(Cast { scenario: self.clone(), agents, personas }))
     }
+
+    fn candidates_after(&self, transcript: &[Message]) -> Vec<String> {
+        Scenario::candidates(&**self, transcript)
+    }
+
+    fn max_agent_turns(&self) -> usize {
+        Scenario::max_agent_turns(&**self)
+    }
+
+    fn return_range(&self) -> Option<(f64, f64)> {
+        Roster::return_range(&**self)
+    }
+
+    fn cast_names(&self) -> (Vec<String>, Vec<String>) {
+        let (agents, personas) = self.roster();
+        let names = |r: Vec<(&str, &str)>| r.into_iter().map(|(n, _)| n.to_string()).collect();
+        (names(agents), names(personas))
+    }
+
+    fn rejudge(&self, episode_seed: u64, transcript: &[Message]) -> Result<(serde_json::Value, Vec<Judgement>)> {
+        let hidden = self.sample_hidden(&mut turn_rng(episode_seed, 0, Stream::Hidden));
+        let verdicts = (1..=transcript.len())
+            .map(|n| {
+                let prefix = &transcript[..n];
+                let v = self.judge(&hidden, prefix);
+                let out_of_turns = prefix[n - 1].role == Role::Agent && agent_turns(prefix) >= self.max_agent_turns();
+                Judgement { done: v.done || out_of_turns, ..v }
+            })
+            .collect();
+        Ok((serde_json::to_value(&hidden)?, verdicts))
+    }
 }
 
 const LEARNED: &str = "a checkpoint from `dialogym train` (argmax of min Q, or sampling)";
+const UNIFORM: &str = "one of the scenario's candidate utterances, uniformly at random";
 
 fn entity(spec: &str) -> Result<Box<dyn Session>> {
     Ok(Box::new(Arc::new(dialogym_scenarios::load(spec)?)))
 }
 
+fn polling(spec: &str) -> Result<Box<dyn Session>> {
+    Ok(Box::new(Arc::new(Poll::build(&Spec::parse(spec)?)?)))
+}
+
 /// The scenarios `--scenario` accepts by name: name, one line, loader.
-pub const SCENARIOS: &[(&str, &str, fn(&str) -> Result<Box<dyn Session>>)] = &[(
-    "twenty-questions",
-    "LMRL-Gym's 20 Questions: 158 objects, ≤ 20 yes/no questions, −1 per question, 0 for naming the object",
-    entity,
-)];
+pub const SCENARIOS: &[(&str, &str, fn(&str) -> Result<Box<dyn Session>>)] = &[
+    (
+        "twenty-questions",
+        "LMRL-Gym's 20 Questions: 158 objects, ≤ 20 yes/no questions, −1 per question, 0 for naming the object",
+        entity,
+    ),
+    ("guess-my-city", dialogym_scenarios::GUESS_MY_CITY, entity),
+    ("opinion-polling", "adaptive polling: ask ≤ 5 of 18 opinion questions, predict 6 held-out answers", polling),
+];
 
 /// Loads `--scenario`: a registered name (with parameters) or a scenario file (.toml).
 pub fn load(text: &str) -> Result<Box<dyn Session>> {

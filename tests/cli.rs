@@ -73,4 +73,13 @@ fn scenarios_list_and_describe() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("entities: 158"), "{text}");
     assert!(text.contains("greedy-eig"));
+    let out = run(&["scenarios", "list"]);
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains("guess-my-city") && list.contains("opinion-polling"), "{list}");
+    let out = run(&["scenarios", "describe", "guess-my-city"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("entities: 100") && text.contains("5 of them open"), "{text}");
+    let out = run(&["scenarios", "describe", "opinion-polling"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("eig-poll") && text.contains("6 targets"), "{text}");
 }

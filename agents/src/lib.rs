@@ -4,7 +4,9 @@
 pub mod belief;
 pub mod llm;
 pub mod oracle;
+pub mod polling;
 pub mod questioner;
+pub mod uniform;
 
 use anyhow::{Result, bail};
 use dialogym_engine::{Agent, Persona, Spec};

@@ -24,7 +24,7 @@ use dialogym_scenarios::entity::{Answer, EntityScenario, Secret, Utterance, norm
 use rand::seq::SliceRandom;
 use rand::{Rng as _, RngCore, SeedableRng};
 
-use crate::oracle::slip_answer;
+use crate::oracle::scripted_reply;
 
 /// Maps a free-text question onto a scenario's question bank.
 pub trait QuestionMatcher: Send {
@@ -219,6 +219,31 @@ impl Persona<EntityScenario> for LlmPersona {
         let mut out = Vec::with_capacity(texts.len());
         for (t, text) in turns.iter().zip(texts) {
             stats.replies += 1;
+            let question = t.transcript.last().map(|m| m.content.as_str()).unwrap_or("");
+            let utterance = interpret_free(scenario, self.matcher.as_deref_mut(), question)?;
+            // An open question is answered with one of its values ("Europe."), not yes/no.
+            if let Utterance::AskOpen(o) = utterance {
+                let truth = scenario.table.value(t.hidden.index, o);
+                let said = scenario.parse_open(o, &text);
+                stats.checked += 1;
+                let mut reply = match said {
+                    Some(v) => scenario.table.open[o].reply_text(v),
+                    None => {
+                        stats.off_protocol += 1;
+                        let line = text.trim();
+                        if line.is_empty() { "...".to_string() } else { line.to_string() }
+                    }
+                };
+                if said != Some(truth) {
+                    stats.disagreements += 1;
+                    if self.grounding == Grounding::Correct {
+                        stats.corrected += 1;
+                        reply = scenario.table.open[o].reply_text(truth);
+                    }
+                }
+                out.push(reply);
+                continue;
+            }
             let said = protocol_answer(&text);
             let mut reply = match said {
                 Some(a) => words.of(a).to_string(),
@@ -228,8 +253,7 @@ impl Persona<EntityScenario> for LlmPersona {
                     if line.is_empty() { "...".to_string() } else { line.to_string() }
                 }
             };
-            let question = t.transcript.last().map(|m| m.content.as_str()).unwrap_or("");
-            match interpret_free(scenario, self.matcher.as_deref_mut(), question)? {
+            match utterance {
                 Utterance::Ask(a) => {
                     let truth = scenario.table.answer(t.hidden.index, a);
                     stats.checked += 1;
@@ -381,7 +405,6 @@ impl Persona<EntityScenario> for MatchingOracle {
     }
 
     fn reply(&mut self, scenario: &EntityScenario, turns: &mut [PersonaTurn<'_, Secret>]) -> Result<Vec<String>> {
-        let words = &scenario.rules.answers;
         let mut out = Vec::with_capacity(turns.len());
         let mut stats = MatchStats::default();
         for t in turns.iter_mut() {
@@ -394,15 +417,7 @@ impl Persona<EntityScenario> for MatchingOracle {
                 (false, Utterance::Other) => stats.unmatched += 1,
                 (false, _) => stats.matched += 1,
             }
-            out.push(match u {
-                Utterance::Ask(a) => {
-                    let truth = scenario.table.answer(t.hidden.index, a);
-                    words.of(slip_answer(truth, self.slip, &mut t.rng)).to_string()
-                }
-                Utterance::Guess(e) if e == t.hidden.index => words.correct.clone(),
-                Utterance::Guess(_) => words.wrong.clone(),
-                Utterance::Other => words.unknown.clone(),
-            });
+            out.push(scripted_reply(scenario, t.hidden, u, self.slip, &mut t.rng));
         }
         if let Ok(mut s) = self.stats.lock() {
             s.questions += stats.questions;

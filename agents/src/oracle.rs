@@ -3,10 +3,11 @@
 
 use anyhow::Result;
 use dialogym_engine::{Persona, PersonaTurn, Spec};
-use dialogym_scenarios::entity::{Answer, EntityScenario, Utterance};
+use dialogym_scenarios::entity::{Answer, EntityScenario, Secret, Utterance};
 
-/// Answers "Yes." / "No." / "Sometimes." from the table; guesses by name; anything else
-/// "I can't answer that.". With probability `slip` an attribute answer is wrong.
+/// Answers "Yes." / "No." / "Sometimes." from the table, open questions with the value's
+/// words ("Europe."); guesses by name; anything else "I can't answer that.". With
+/// probability `slip` an attribute answer is wrong.
 pub struct Oracle {
     slip: f64,
     spec: String,
@@ -44,30 +45,53 @@ pub fn slip_answer(truth: Answer, slip: f64, rng: &mut impl rand::Rng) -> Answer
     }
 }
 
+/// The value said after a possible slip: with probability `slip`, a uniformly random other
+/// value of the `k`. Draws nothing when `slip` is 0 (as [`slip_answer`]).
+pub fn slip_value(truth: usize, k: usize, slip: f64, rng: &mut impl rand::Rng) -> usize {
+    if slip <= 0.0 || k <= 1 || !rng.random_bool(slip) {
+        return truth;
+    }
+    let other = rng.random_range(0..k - 1);
+    if other >= truth { other + 1 } else { other }
+}
+
+/// The scripted reply to one utterance: the table's answer (after a possible slip), the
+/// verdict on a guess, or the "unknown" words.
+pub fn scripted_reply(
+    scenario: &EntityScenario,
+    secret: &Secret,
+    utterance: Utterance,
+    slip: f64,
+    rng: &mut impl rand::Rng,
+) -> String {
+    let words = &scenario.rules.answers;
+    match utterance {
+        Utterance::Ask(a) => {
+            let truth = scenario.table.answer(secret.index, a);
+            words.of(slip_answer(truth, slip, rng)).to_string()
+        }
+        Utterance::AskOpen(o) => {
+            let attr = &scenario.table.open[o];
+            let truth = scenario.table.value(secret.index, o);
+            attr.reply_text(slip_value(truth, attr.values.len(), slip, rng))
+        }
+        Utterance::Guess(e) if e == secret.index => words.correct.clone(),
+        Utterance::Guess(_) => words.wrong.clone(),
+        Utterance::Other => words.unknown.clone(),
+    }
+}
+
 impl Persona<EntityScenario> for Oracle {
     fn id(&self) -> String {
         self.spec.clone()
     }
 
-    fn reply(
-        &mut self,
-        scenario: &EntityScenario,
-        turns: &mut [PersonaTurn<'_, dialogym_scenarios::entity::Secret>],
-    ) -> Result<Vec<String>> {
-        let words = &scenario.rules.answers;
+    fn reply(&mut self, scenario: &EntityScenario, turns: &mut [PersonaTurn<'_, Secret>]) -> Result<Vec<String>> {
         Ok(turns
             .iter_mut()
             .map(|t| {
                 let question = t.transcript.last().map(|m| m.content.as_str()).unwrap_or("");
-                match scenario.interpret(question) {
-                    Utterance::Ask(a) => {
-                        let truth = scenario.table.answer(t.hidden.index, a);
-                        words.of(slip_answer(truth, self.slip, &mut t.rng)).to_string()
-                    }
-                    Utterance::Guess(e) if e == t.hidden.index => words.correct.clone(),
-                    Utterance::Guess(_) => words.wrong.clone(),
-                    Utterance::Other => words.unknown.clone(),
-                }
+                scripted_reply(scenario, t.hidden, scenario.interpret(question), self.slip, &mut t.rng)
             })
             .collect())
     }

@@ -42,7 +42,8 @@ pub enum Style {
 /// What greedy EIG would do in a state (cached per history: it is deterministic).
 #[derive(Clone, Copy, Debug)]
 struct Decision {
-    /// The most informative attribute.
+    /// The most informative bank question (yes/no attributes first, then open ones; see
+    /// `EntityTable::questions`).
     best_question: usize,
     /// The most likely entity and its probability.
     top: (usize, f64),
@@ -97,6 +98,7 @@ impl Questioner {
             .iter()
             .map(|&(a, ans)| (a as u32) << 2 | ans as u32)
             .chain(history.guessed.iter().map(|&e| 1 << 31 | e as u32))
+            .chain(history.open_answers.iter().flat_map(|&(o, v)| [1 << 30 | o as u32, v as u32]))
             .collect();
         if self.cache.len() > 1 << 20 {
             self.cache.clear();
@@ -110,25 +112,30 @@ fn greedy_decision(scenario: &EntityScenario, history: &History, slip: f64, last
     let table = &*scenario.table;
     let belief = Belief::from_history(table, history, slip);
     let top = belief.top();
-    let mut best = (0, f64::NEG_INFINITY, [0.0; 3]);
+    let mut best = (0, f64::NEG_INFINITY, vec![0.0; 3]);
     for a in 0..table.attributes.len() {
         let (p, eig) = belief.answer_distribution(table, a, slip);
         if eig > best.1 + 1e-12 {
-            best = (a, eig, p);
+            best = (a, eig, p.to_vec());
+        }
+    }
+    // Open questions after the yes/no ones, so a yes/no-only table decides as before.
+    for o in 0..table.open.len() {
+        let (p, eig) = belief.open_distribution(table, o, slip);
+        if eig > best.1 + 1e-12 {
+            best = (table.attributes.len() + o, eig, p);
         }
     }
     let guess_now = last_turn || {
         // Expected utterances still needed: naming `top` now (wrong with 1 − p1, then carry
         // on) against asking the best question and carrying on from each answer.
         let guess_cost = (1.0 - top.1) * (1.0 + belief.without(top.0).cost_to_go());
+        let after = |i: usize| match best.0.checked_sub(table.attributes.len()) {
+            None => belief.update(table, best.0, dialogym_scenarios::entity::Answer::from_index(i), slip),
+            Some(o) => belief.update_open(table, o, i, slip),
+        };
         let ask_cost = 1.0
-            + (0..3)
-                .filter(|&i| best.2[i] > 0.0)
-                .map(|i| {
-                    let ans = dialogym_scenarios::entity::Answer::from_index(i);
-                    best.2[i] * belief.update(table, best.0, ans, slip).cost_to_go()
-                })
-                .sum::<f64>();
+            + (0..best.2.len()).filter(|&i| best.2[i] > 0.0).map(|i| best.2[i] * after(i).cost_to_go()).sum::<f64>();
         guess_cost <= ask_cost
     };
     Decision { best_question: best.0, top, guess_now }
@@ -140,18 +147,27 @@ impl Agent<EntityScenario> for Questioner {
     }
 
     fn act(&mut self, scenario: &EntityScenario, turns: &mut [AgentTurn<'_>]) -> Result<Vec<String>> {
-        let n_attr = scenario.table.attributes.len();
+        // Bank questions: yes/no attributes, then open attributes (`EntityTable::questions`).
+        let n_attr = scenario.table.questions();
+        let n_yes_no = scenario.table.attributes.len();
         let n_ent = scenario.table.entities.len();
         let mut out = Vec::with_capacity(turns.len());
         for turn in turns.iter_mut() {
             let history = scenario.history(turn.transcript);
             let last_turn = agent_turns(turn.transcript) + 1 >= scenario.rules.max_turns;
-            let asked = |a: usize| history.answers.iter().any(|&(b, _)| b == a);
+            // Questions answered so far, in bank numbering (yes/no, then open).
+            let answered: Vec<usize> = history
+                .answers
+                .iter()
+                .map(|&(a, _)| a)
+                .chain(history.open_answers.iter().map(|&(o, _)| n_yes_no + o))
+                .collect();
+            let asked = |a: usize| answered.contains(&a);
             let random_unasked = |rng: &mut dialogym_engine::seed::Rng| {
                 let fresh: Vec<usize> = (0..n_attr).filter(|&a| !asked(a)).collect();
                 if fresh.is_empty() { rng.random_range(0..n_attr) } else { fresh[rng.random_range(0..fresh.len())] }
             };
-            let ask = |a: usize| scenario.question_text(a).to_string();
+            let ask = |a: usize| scenario.bank_question(a).to_string();
             let name = |e: usize| scenario.guess_text(e);
             let text = match self.style {
                 Style::Random { guess } => {
@@ -170,11 +186,9 @@ impl Agent<EntityScenario> for Questioner {
                             ask(random_unasked(&mut turn.rng))
                         }
                         Style::EarlyGuesser { threshold } if d.top.1 >= threshold => name(d.top.0),
-                        Style::Redundant { p }
-                            if !d.guess_now && !history.answers.is_empty() && turn.rng.random_bool(p) =>
-                        {
-                            let i = turn.rng.random_range(0..history.answers.len());
-                            ask(history.answers[i].0)
+                        Style::Redundant { p } if !d.guess_now && !answered.is_empty() && turn.rng.random_bool(p) => {
+                            let i = turn.rng.random_range(0..answered.len());
+                            ask(answered[i])
                         }
                         _ => greedy,
                     }

@@ -1,8 +1,10 @@
 //! "Hidden entity with attributes" scenarios: 20 Questions, scenario files, and their kin.
 //!
-//! The persona thinks of one entity from a table (entities × yes/no attributes). The agent
-//! asks the table's questions and names entities; the scenario is the table, a question
-//! bank, a guess template, the answer words and the reward.
+//! The persona thinks of one entity from a table (entities × yes/no attributes, and
+//! optionally × *open* attributes: categorical questions answered with a word, "What
+//! continent is it on?" → "Europe."). The agent asks the table's questions and names
+//! entities; the scenario is the table, a question bank, a guess template, the answer words
+//! and the reward.
 //!
 //! Reward (LMRL-Gym's 20 Questions): every agent utterance costs `question_cost`, except the
 //! one that names the hidden entity, which earns `success_reward` and ends the episode. The
@@ -55,6 +57,27 @@ pub struct Attribute {
     pub id: String,
     /// The question, as the agent says it.
     pub question: String,
+}
+
+/// One open attribute: a question answered with one word of a closed vocabulary
+/// ("What continent is it on?" → "Europe."). Every entity has exactly one value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpenAttribute {
+    /// snake_case id.
+    pub id: String,
+    /// The question, as the agent says it.
+    pub question: String,
+    /// The values, in declaration order (their index is the value's code).
+    pub values: Vec<String>,
+    /// How the persona says a value; `{value}` is filled in ("{value}.").
+    pub reply: String,
+}
+
+impl OpenAttribute {
+    /// The persona's words for value `v`.
+    pub fn reply_text(&self, v: usize) -> String {
+        self.reply.replace("{value}", &self.values[v])
+    }
 }
 
 /// The words the persona answers with.
@@ -117,6 +140,10 @@ pub struct EntityTable {
     /// of each answer is a dot product (vectorizes; a scatter by answer does not).
     yes: Vec<f64>,
     sometimes: Vec<f64>,
+    /// The open (categorical) attributes; empty for a yes/no-only table like 20 Questions.
+    pub open: Vec<OpenAttribute>,
+    /// Open-attribute-major value codes: `values[o * entities.len() + e]`.
+    values: Vec<u32>,
 }
 
 impl EntityTable {
@@ -127,7 +154,61 @@ impl EntityTable {
         }
         let answers: Vec<Answer> = answers.into_iter().flatten().collect();
         let ind = |which: Answer| answers.iter().map(|&a| (a == which) as u8 as f64).collect();
-        Ok(EntityTable { yes: ind(Answer::Yes), sometimes: ind(Answer::Sometimes), entities, attributes, answers })
+        Ok(EntityTable {
+            yes: ind(Answer::Yes),
+            sometimes: ind(Answer::Sometimes),
+            entities,
+            attributes,
+            answers,
+            open: Vec::new(),
+            values: Vec::new(),
+        })
+    }
+
+    /// Adds open attributes; `values[o][e]` is the code of entity `e`'s value of open
+    /// attribute `o` (an index into `open[o].values`).
+    pub fn with_open(mut self, open: Vec<OpenAttribute>, values: Vec<Vec<usize>>) -> Result<Self> {
+        let n = self.entities.len();
+        if values.len() != open.len() || values.iter().any(|r| r.len() != n) {
+            bail!("open value table shape does not match {} open attributes × {n} entities", open.len());
+        }
+        for (o, row) in values.iter().enumerate() {
+            if open[o].values.is_empty() || row.iter().any(|&v| v >= open[o].values.len()) {
+                bail!("open attribute `{}`: a value code is out of range", open[o].id);
+            }
+        }
+        self.values = values.into_iter().flatten().map(|v| v as u32).collect();
+        self.open = open;
+        Ok(self)
+    }
+
+    /// How many questions the bank holds: yes/no attributes, then open attributes. A
+    /// question index `q` below `attributes.len()` is a yes/no attribute; the rest are open
+    /// attribute `q - attributes.len()`.
+    pub fn questions(&self) -> usize {
+        self.attributes.len() + self.open.len()
+    }
+
+    /// The code of entity `e`'s value of open attribute `o`.
+    #[inline]
+    pub fn value(&self, e: usize, o: usize) -> usize {
+        self.values[o * self.entities.len() + e] as usize
+    }
+
+    /// All entities' value codes of open attribute `o`.
+    #[inline]
+    pub fn open_column(&self, o: usize) -> &[u32] {
+        let n = self.entities.len();
+        &self.values[o * n..(o + 1) * n]
+    }
+
+    /// Σ_e w[e]·1[value(e, o) = v] for every value `v` of open attribute `o`.
+    pub fn value_masses(&self, o: usize, w: &[f64]) -> Vec<f64> {
+        let mut m = vec![0.0; self.open[o].values.len()];
+        for (&v, &x) in self.open_column(o).iter().zip(w) {
+            m[v as usize] += x;
+        }
+        m
     }
 
     /// Σ_e w[e]·1[answer(e, a) = Yes] and the same for `Sometimes`.
@@ -153,8 +234,11 @@ impl EntityTable {
     /// table where every entity can be told apart).
     pub fn indistinguishable_pairs(&self) -> Vec<(usize, usize)> {
         let n = self.entities.len();
-        let row = |e: usize| (0..self.attributes.len()).map(|a| self.answer(e, a)).collect::<Vec<_>>();
-        let mut seen: HashMap<Vec<Answer>, usize> = HashMap::new();
+        let row = |e: usize| {
+            let yes_no = (0..self.attributes.len()).map(|a| self.answer(e, a) as u32);
+            yes_no.chain((0..self.open.len()).map(|o| 3 + self.value(e, o) as u32)).collect::<Vec<u32>>()
+        };
+        let mut seen: HashMap<Vec<u32>, usize> = HashMap::new();
         let mut pairs = Vec::new();
         for e in 0..n {
             if let Some(&first) = seen.get(&row(e)) {
@@ -184,8 +268,10 @@ fn dot(x: &[f64], y: &[f64]) -> f64 {
 /// What an agent utterance means to an entity scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Utterance {
-    /// A bank question about attribute `a`.
+    /// A bank question about yes/no attribute `a`.
     Ask(usize),
+    /// A bank question about open attribute `o`.
+    AskOpen(usize),
     /// Names entity `e`.
     Guess(usize),
     /// Anything else.
@@ -209,11 +295,13 @@ pub struct Rules {
     pub success_reward: f64,
     /// The scripted persona's slip probability unless its spec says otherwise.
     pub slip: f64,
-    /// How a guess is phrased; `{article}` (a/an) and `{name}` are filled in.
+    /// How a guess is phrased; `{article}` (a/an), `{name}` (lowercased) and `{Name}` (as
+    /// written) are filled in.
     pub guess_template: String,
     /// Persona's answer words.
     pub answers: AnswerWords,
-    /// System prompt for an LLM persona; `{name}` and `{category}` are filled in.
+    /// System prompt for an LLM persona; `{name}`, `{category}` and `{ID}` for every open
+    /// attribute id are filled in.
     pub persona_card: String,
     /// Instructions for an LLM agent.
     pub agent_brief: String,
@@ -245,6 +333,11 @@ pub struct EntityScenario {
     lexicon: HashMap<String, Utterance>,
     /// Normalized name variant → entity, for free-form guesses.
     names: HashMap<String, usize>,
+    /// Per open attribute: normalized reply (and bare value) → value code, to read answers back.
+    open_replies: Vec<HashMap<String, usize>>,
+    /// The normalized guess template's opening ("is the problem "), accepted before a name
+    /// like the built-in "is it ".
+    guess_prefix: Option<String>,
     /// The canonical question texts, then the canonical guesses: the candidate actions.
     candidates: Vec<String>,
 }
@@ -285,7 +378,7 @@ impl EntityScenario {
     /// Builds the scenario; `spec` is its canonical name with parameters, `secrets` the
     /// entities that may be drawn (None: all).
     pub fn new(rules: Rules, table: EntityTable, spec: String, secrets: Option<Vec<usize>>) -> Result<Self> {
-        if table.entities.is_empty() || table.attributes.is_empty() {
+        if table.entities.is_empty() || table.questions() == 0 {
             bail!("scenario `{}` needs at least one entity and one attribute", rules.name);
         }
         if rules.max_turns == 0 {
@@ -303,6 +396,28 @@ impl EntityScenario {
             }
             candidates.push(attr.question.clone());
         }
+        let mut open_replies = Vec::with_capacity(table.open.len());
+        for (o, attr) in table.open.iter().enumerate() {
+            if lexicon.insert(normalize(&attr.question), Utterance::AskOpen(o)).is_some() {
+                bail!("scenario `{}`: question `{}` appears twice", rules.name, attr.question);
+            }
+            candidates.push(attr.question.clone());
+            let mut replies = HashMap::new();
+            for (v, value) in attr.values.iter().enumerate() {
+                for text in [attr.reply_text(v), value.clone()] {
+                    if let Some(prev) = replies.insert(normalize(&text), v)
+                        && prev != v
+                    {
+                        bail!(
+                            "scenario `{}`: open attribute `{}` has two values that read `{text}`",
+                            rules.name,
+                            attr.id
+                        );
+                    }
+                }
+            }
+            open_replies.push(replies);
+        }
         let mut names = HashMap::new();
         for (e, ent) in table.entities.iter().enumerate() {
             for n in &ent.names {
@@ -313,9 +428,27 @@ impl EntityScenario {
                 }
             }
         }
-        let mut this = EntityScenario { rules, table: Arc::new(table), spec, secrets, lexicon, names, candidates };
+        // The template's words before the name ("is the problem ") open a guess too, so that a
+        // file's own phrasing reads back as a guess; built-in openings are tried first.
+        let opening = rules.guess_template.split('{').next().unwrap_or("").to_lowercase();
+        let opening = opening.split_whitespace().collect::<Vec<_>>().join(" ");
+        let guess_prefix = (!opening.is_empty()).then(|| opening + " ");
+        let mut this = EntityScenario {
+            rules,
+            table: Arc::new(table),
+            spec,
+            secrets,
+            lexicon,
+            names,
+            open_replies,
+            guess_prefix,
+            candidates,
+        };
         for e in 0..this.table.entities.len() {
             let g = this.guess_text(e);
+            // A canonical guess always reads back as a guess of its entity, whatever the
+            // template (a question with the same words keeps its meaning).
+            this.lexicon.entry(normalize(&g)).or_insert(Utterance::Guess(e));
             this.candidates.push(g);
         }
         Ok(this)
@@ -323,13 +456,32 @@ impl EntityScenario {
 
     /// The canonical text of a guess of entity `e` ("Is it an apple?").
     pub fn guess_text(&self, e: usize) -> String {
-        let name = self.table.entities[e].names[0].to_lowercase();
-        self.rules.guess_template.replace("{article}", article(&name)).replace("{name}", &name)
+        let written = &self.table.entities[e].names[0];
+        let name = written.to_lowercase();
+        self.rules
+            .guess_template
+            .replace("{article}", article(&name))
+            .replace("{name}", &name)
+            .replace("{Name}", written)
     }
 
     /// The canonical text of the question on attribute `a`.
     pub fn question_text(&self, a: usize) -> &str {
         &self.table.attributes[a].question
+    }
+
+    /// The text of bank question `q` (yes/no attributes first, then open attributes; see
+    /// [`EntityTable::questions`]).
+    pub fn bank_question(&self, q: usize) -> &str {
+        match q.checked_sub(self.table.attributes.len()) {
+            None => &self.table.attributes[q].question,
+            Some(o) => &self.table.open[o].question,
+        }
+    }
+
+    /// Reads a persona reply to open attribute `o` back into a value code.
+    pub fn parse_open(&self, o: usize, text: &str) -> Option<usize> {
+        self.open_replies.get(o)?.get(&normalize(text)).copied()
     }
 
     /// What an agent utterance means: a bank question, a guess (by any accepted name,
@@ -355,6 +507,11 @@ impl EntityScenario {
                 rest = r;
                 break;
             }
+        }
+        if rest.len() == t.len()
+            && let Some(r) = self.guess_prefix.as_deref().and_then(|p| rest.strip_prefix(p))
+        {
+            rest = r;
         }
         for art in ["a ", "an ", "the ", "some "] {
             if let Some(r) = rest.strip_prefix(art)
@@ -387,13 +544,19 @@ impl EntityScenario {
                     }
                     pending = Some(u);
                 }
-                Role::Persona => {
-                    if let Some(Utterance::Ask(a)) = pending.take()
-                        && let Some(ans) = self.rules.answers.parse(&m.content)
-                    {
-                        h.answers.push((a, ans));
+                Role::Persona => match pending.take() {
+                    Some(Utterance::Ask(a)) => {
+                        if let Some(ans) = self.rules.answers.parse(&m.content) {
+                            h.answers.push((a, ans));
+                        }
                     }
-                }
+                    Some(Utterance::AskOpen(o)) => {
+                        if let Some(v) = self.parse_open(o, &m.content) {
+                            h.open_answers.push((o, v));
+                        }
+                    }
+                    _ => {}
+                },
             }
         }
         h
@@ -412,7 +575,11 @@ impl EntityScenario {
         let consistent = self
             .secrets
             .iter()
-            .filter(|&&e| !h.guessed.contains(&e) && h.answers.iter().all(|&(a, ans)| self.table.answer(e, a) == ans))
+            .filter(|&&e| {
+                !h.guessed.contains(&e)
+                    && h.answers.iter().all(|&(a, ans)| self.table.answer(e, a) == ans)
+                    && h.open_answers.iter().all(|&(o, v)| self.table.value(e, o) == v)
+            })
             .count();
         if consistent == 0 { 0.0 } else { total.log2() - (consistent as f64).log2() }
     }
@@ -425,6 +592,8 @@ pub struct History {
     pub answers: Vec<(usize, Answer)>,
     /// Entities named by the agent (all wrong unless the episode ended).
     pub guessed: Vec<usize>,
+    /// Open attribute questions with the value codes the persona gave.
+    pub open_answers: Vec<(usize, usize)>,
 }
 
 impl Scenario for EntityScenario {
@@ -467,7 +636,11 @@ impl Scenario for EntityScenario {
     }
 
     fn persona_card(&self, hidden: &Secret) -> String {
-        self.rules.persona_card.replace("{name}", &hidden.name).replace("{category}", &hidden.category)
+        let mut card = self.rules.persona_card.replace("{name}", &hidden.name).replace("{category}", &hidden.category);
+        for (o, attr) in self.table.open.iter().enumerate() {
+            card = card.replace(&format!("{{{}}}", attr.id), &attr.values[self.table.value(hidden.index, o)]);
+        }
+        card
     }
 
     fn agent_brief(&self) -> String {

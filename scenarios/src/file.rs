@@ -16,16 +16,27 @@
 //! ```
 //!
 //! An entity's answer to an attribute: the list that names it explicitly; else the list
-//! that names its category; else "no".
+//! that names its category or one of its open values (`continent=Europe`); else "no".
+//!
+//! Open attributes are answered with a word, not yes/no:
+//!
+//! ```toml
+//! [[open]]
+//! id = "continent"
+//! question = "What continent is it on?"
+//! [[entity]]
+//! names = ["Paris"]
+//! values = { continent = "Europe" }
+//! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::entity::{Answer, AnswerWords, Attribute, Entity, EntityTable, Rules};
+use crate::entity::{Answer, AnswerWords, Attribute, Entity, EntityTable, OpenAttribute, Rules, normalize};
 
 /// A problem in a scenario file, located by line and column (1-based).
 #[derive(Clone, Debug, PartialEq)]
@@ -73,6 +84,8 @@ struct Doc {
     entity: Vec<Spanned<EntityDoc>>,
     #[serde(default)]
     attribute: Vec<Spanned<AttributeDoc>>,
+    #[serde(default)]
+    open: Vec<Spanned<OpenDoc>>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +143,23 @@ struct EntityDoc {
     names: Vec<Spanned<String>>,
     #[serde(default)]
     category: String,
+    /// Open attribute id → this entity's value.
+    #[serde(default)]
+    values: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenDoc {
+    id: Spanned<String>,
+    question: Spanned<String>,
+    /// The vocabulary in order; when empty, the values the entities use, in order of first use.
+    #[serde(default)]
+    options: Vec<Spanned<String>>,
+    /// How the persona says a value (default "{value}.").
+    reply: Option<Spanned<String>>,
+    /// The value of entities that do not give one.
+    default: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -194,11 +224,14 @@ pub fn parse(path: &str, text: &str, entities: Option<Vec<Entity>>) -> Result<Sc
             return Err(FileErrors(cx.errors));
         }
     };
+    // Each entity's open values, with the span of its table (for "no value" errors).
+    let mut entity_values: Vec<(Range<usize>, BTreeMap<Spanned<String>, Spanned<String>>)> = Vec::new();
     let entities = match entities {
         Some(list) => {
             if !doc.entity.is_empty() {
                 cx.err(doc.entity[0].span(), "this scenario's entities come from elsewhere; remove [[entity]]");
             }
+            entity_values.resize_with(list.len(), || (0..0, BTreeMap::new()));
             list
         }
         None => {
@@ -214,6 +247,7 @@ pub fn parse(path: &str, text: &str, entities: Option<Vec<Entity>>) -> Result<Sc
                     names: e.names.into_iter().map(Spanned::into_inner).collect(),
                     category: e.category,
                 });
+                entity_values.push((span, e.values));
             }
             list
         }
@@ -241,16 +275,19 @@ pub fn parse(path: &str, text: &str, entities: Option<Vec<Entity>>) -> Result<Sc
     if !(0.0..=1.0).contains(header.slip.get_ref()) {
         cx.err(header.slip.span(), "slip must lie in [0, 1]");
     }
-    if !header.guess_template.contains("{name}") {
-        cx.err(header.name.span(), "guess_template must contain {name}");
+    if !header.guess_template.contains("{name}") && !header.guess_template.contains("{Name}") {
+        cx.err(header.name.span(), "guess_template must contain {name} or {Name}");
     }
+
+    let mut ids = HashSet::new();
+    let mut questions = HashSet::new();
+    let (open, open_values) = parse_open(&mut cx, doc.open, &entities, &entity_values, &mut ids, &mut questions);
+    let open_ids: HashMap<&str, usize> = open.iter().enumerate().map(|(o, a)| (a.id.as_str(), o)).collect();
 
     let mut attributes = Vec::new();
     let mut answers = Vec::new();
-    let mut ids = HashSet::new();
-    let mut questions = HashSet::new();
-    if doc.attribute.is_empty() {
-        cx.err(0..0, "a scenario needs at least one [[attribute]]");
+    if doc.attribute.is_empty() && open.is_empty() {
+        cx.err(0..0, "a scenario needs at least one [[attribute]] or [[open]] attribute");
     }
     for attr in doc.attribute {
         let attr = attr.into_inner();
@@ -262,9 +299,30 @@ pub fn parse(path: &str, text: &str, entities: Option<Vec<Entity>>) -> Result<Sc
         }
         let mut explicit: Vec<Option<Answer>> = vec![None; entities.len()];
         let mut by_category: HashMap<&str, Answer> = HashMap::new();
+        // Open-value selectors (`continent=Europe`): (open attribute, value, answer, span).
+        let mut by_value: Vec<(usize, usize, Answer, Range<usize>)> = Vec::new();
         for (answer, list) in [(Answer::Yes, &attr.yes), (Answer::Sometimes, &attr.sometimes), (Answer::No, &attr.no)] {
             for item in list {
                 let name = item.get_ref().as_str();
+                if !by_name.contains_key(name)
+                    && let Some((id, value)) = name.split_once('=')
+                {
+                    let (id, value) = (id.trim(), value.trim());
+                    let Some(&o) = open_ids.get(id) else {
+                        cx.err(item.span(), format!("unknown open attribute `{id}` in selector `{name}`"));
+                        continue;
+                    };
+                    let Some(v) = open[o].values.iter().position(|x| x == value) else {
+                        let options = open[o].values.join(", ");
+                        cx.err(item.span(), format!("`{value}` is not a value of `{id}` (values: {options})"));
+                        continue;
+                    };
+                    if by_value.iter().any(|s| (s.0, s.1) == (o, v)) {
+                        cx.err(item.span(), format!("`{name}` appears twice in attribute `{}`", attr.id.get_ref()));
+                    }
+                    by_value.push((o, v, answer, item.span()));
+                    continue;
+                }
                 if let Some(cat) = name.strip_prefix('@') {
                     let Some(&cat) = categories.get(cat) else {
                         cx.err(item.span(), format!("unknown category `{cat}`"));
@@ -287,13 +345,28 @@ pub fn parse(path: &str, text: &str, entities: Option<Vec<Entity>>) -> Result<Sc
                 }
             }
         }
-        let column = entities
-            .iter()
-            .enumerate()
-            .map(|(e, ent)| {
-                explicit[e].or_else(|| by_category.get(ent.category.as_str()).copied()).unwrap_or(Answer::No)
-            })
-            .collect();
+        let mut column = Vec::with_capacity(entities.len());
+        for (e, ent) in entities.iter().enumerate() {
+            let mut group = by_category.get(ent.category.as_str()).copied();
+            for (o, v, answer, span) in &by_value {
+                if open_values[*o][e] != *v {
+                    continue;
+                }
+                match group {
+                    Some(g) if g != *answer && explicit[e].is_none() => cx.err(
+                        span.clone(),
+                        format!(
+                            "`{}` is matched by two selectors with different answers in attribute `{}`; \
+                             name it explicitly",
+                            ent.names[0],
+                            attr.id.get_ref()
+                        ),
+                    ),
+                    _ => group = Some(*answer),
+                }
+            }
+            column.push(explicit[e].or(group).unwrap_or(Answer::No));
+        }
         attributes.push(Attribute { id: attr.id.into_inner(), question: attr.question.into_inner() });
         answers.push(column);
     }
@@ -343,13 +416,116 @@ pub fn parse(path: &str, text: &str, entities: Option<Vec<Entity>>) -> Result<Sc
     if !cx.errors.is_empty() {
         return Err(FileErrors(cx.errors));
     }
-    match EntityTable::new(entities, attributes, answers) {
+    match EntityTable::new(entities, attributes, answers).and_then(|t| t.with_open(open, open_values)) {
         Ok(table) => Ok(ScenarioFile { rules, table }),
         Err(e) => {
             cx.err(0..0, e.to_string());
             Err(FileErrors(cx.errors))
         }
     }
+}
+
+/// Parses the `[[open]]` tables and every entity's values: the attributes and, per
+/// attribute, each entity's value code. Ids and questions join the file-wide sets.
+fn parse_open(
+    cx: &mut Ctx<'_>,
+    docs: Vec<Spanned<OpenDoc>>,
+    entities: &[Entity],
+    entity_values: &[(Range<usize>, BTreeMap<Spanned<String>, Spanned<String>>)],
+    ids: &mut HashSet<String>,
+    questions: &mut HashSet<String>,
+) -> (Vec<OpenAttribute>, Vec<Vec<usize>>) {
+    let mut open = Vec::new();
+    let mut codes = Vec::new();
+    for doc in docs {
+        let span = doc.span();
+        let doc = doc.into_inner();
+        let id = doc.id.get_ref().clone();
+        if !ids.insert(id.clone()) {
+            cx.err(doc.id.span(), format!("attribute id `{id}` is used twice"));
+        }
+        if !questions.insert(normalize(doc.question.get_ref())) {
+            cx.err(doc.question.span(), format!("question `{}` is asked twice", doc.question.get_ref()));
+        }
+        let reply = doc.reply.map_or_else(
+            || "{value}.".to_string(),
+            |r| {
+                if !r.get_ref().contains("{value}") {
+                    cx.err(r.span(), "reply must contain {value}");
+                }
+                r.into_inner()
+            },
+        );
+        let mut values: Vec<String> = Vec::new();
+        for o in &doc.options {
+            if values.contains(o.get_ref()) {
+                cx.err(o.span(), format!("option `{}` is listed twice", o.get_ref()));
+            } else {
+                values.push(o.get_ref().clone());
+            }
+        }
+        let declared = !values.is_empty();
+        let default = doc.default.as_ref().map(|d| d.get_ref().clone());
+        if let Some(d) = &doc.default
+            && declared
+            && !values.contains(d.get_ref())
+        {
+            cx.err(d.span(), format!("default `{}` is not one of the options", d.get_ref()));
+        }
+        let mut column = Vec::with_capacity(entities.len());
+        for (e, ent) in entities.iter().enumerate() {
+            let (ent_span, given) = &entity_values[e];
+            let value = match given.iter().find(|(k, _)| k.get_ref() == &id) {
+                Some((_, v)) => {
+                    if declared && !values.contains(v.get_ref()) {
+                        cx.err(
+                            v.span(),
+                            format!("`{}` is not an option of `{id}` (options: {})", v.get_ref(), values.join(", ")),
+                        );
+                    }
+                    v.get_ref().clone()
+                }
+                None => match &default {
+                    Some(d) => d.clone(),
+                    None => {
+                        cx.err(
+                            ent_span.clone(),
+                            format!("`{}` has no value for open attribute `{id}`, which has no default", ent.names[0]),
+                        );
+                        String::new()
+                    }
+                },
+            };
+            let code = match values.iter().position(|x| *x == value) {
+                Some(c) => c,
+                None => {
+                    values.push(value);
+                    values.len() - 1
+                }
+            };
+            column.push(code);
+        }
+        if values.is_empty() {
+            cx.err(span.clone(), format!("open attribute `{id}` has no values"));
+        }
+        let mut seen = HashMap::new();
+        for v in &values {
+            if let Some(prev) = seen.insert(normalize(v), v) {
+                cx.err(span.clone(), format!("open attribute `{id}`: values `{prev}` and `{v}` read alike"));
+            }
+        }
+        open.push(OpenAttribute { id, question: doc.question.into_inner(), values, reply });
+        codes.push(column);
+    }
+    let known: HashSet<&str> = open.iter().map(|a| a.id.as_str()).collect();
+    for (_, given) in entity_values {
+        for k in given.keys() {
+            if !known.contains(k.get_ref().as_str()) {
+                cx.err(k.span(), format!("unknown open attribute `{}` (declare it in an [[open]] table)", k.get_ref()));
+            }
+        }
+    }
+    (open, codes)
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 pub mod entity;
 pub mod file;
+pub mod guess_my_city;
+pub mod polling;
 pub mod twenty_questions;
 
 use anyhow::{Context, Result, bail};
@@ -12,17 +14,26 @@ use dialogym_engine::seed::mix64;
 use entity::EntityScenario;
 
 /// The built-in scenarios: name, builder, one-line description.
-pub const BUILTIN: &[(&str, fn(&Spec) -> Result<EntityScenario>, &str)] = &[(
-    "twenty-questions",
-    twenty_questions::build,
-    "LMRL-Gym's 20 Questions: 158 objects, ≤ 20 yes/no questions, −1 per question, 0 for naming the object",
-)];
+pub const BUILTIN: &[(&str, fn(&Spec) -> Result<EntityScenario>, &str)] = &[
+    (
+        "twenty-questions",
+        twenty_questions::build,
+        "LMRL-Gym's 20 Questions: 158 objects, ≤ 20 yes/no questions, −1 per question, 0 for naming the object",
+    ),
+    ("guess-my-city", guess_my_city::build, GUESS_MY_CITY),
+];
+
+/// One line on Guess My City (shared by both registries).
+pub const GUESS_MY_CITY: &str =
+    "LMRL-Gym's Guess My City: 100 world cities, ≤ 20 yes/no or open questions, −1 per question, 0 for naming the city";
 
 /// Loads a scenario: a built-in name (with parameters) or a scenario file
 /// (`path/to/file.toml`, optionally `file:PATH(split=train)`).
 pub fn load(text: &str) -> Result<EntityScenario> {
-    let spec = if text.trim().ends_with(".toml") {
-        Spec { name: "file".into(), arg: Some(text.trim().to_string()), params: Default::default() }
+    let text = text.trim();
+    // A bare path; `file:PATH(...)` (what a corpus records) goes through the spec parser.
+    let spec = if text.ends_with(".toml") && !text.starts_with("file:") {
+        Spec { name: "file".into(), arg: Some(text.to_string()), params: Default::default() }
     } else {
         Spec::parse(text)?
     };
