@@ -13,6 +13,8 @@ use dialogym_engine::corpus::EpisodeRecord;
 use dialogym_engine::world::{PlayConfig, Pool, Tally, play};
 use dialogym_engine::{Agent, MixSpec, Persona, Scenario, Spec};
 use dialogym_scenarios::entity::EntityScenario;
+use dialogym_scenarios::preference::Preference;
+use dialogym_scenarios::tutoring::Tutoring;
 
 /// What a scenario type offers: its scripted speakers, by spec.
 pub trait Roster: Scenario + Sized {
@@ -61,6 +63,68 @@ impl Roster for EntityScenario {
             r.max_turns,
             r.question_cost,
             r.success_reward
+        )
+    }
+}
+
+impl Roster for Tutoring {
+    fn agent(&self, spec: &Spec) -> Result<Box<dyn Agent<Self>>> {
+        dialogym_agents::tutoring_agent(spec, self)
+    }
+
+    fn persona(&self, spec: &Spec) -> Result<Box<dyn Persona<Self>>> {
+        dialogym_agents::tutoring_persona(spec)
+    }
+
+    fn roster(&self) -> (Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>) {
+        (dialogym_agents::TUTORING_AGENTS.to_vec(), dialogym_agents::TUTORING_PERSONAS.to_vec())
+    }
+
+    fn rules(&self) -> String {
+        let (c, r) = (&self.curriculum, &self.rules);
+        let levels: Vec<&str> = c.levels.iter().map(|l| l.name.as_str()).collect();
+        format!(
+            "tutoring\n\n{}\n\nskills: {}; levels: {}; misconceptions: {}\ncandidate utterances: {}\nmax agent turns: \
+             {}; reward: the rise of the expected post-test score, -{} per utterance except ending; success: post-test \
+             >= {}",
+            c.description,
+            c.skills.len(),
+            levels.join(", "),
+            c.misconceptions.len(),
+            Scenario::candidates(self, &[]).len(),
+            r.max_turns,
+            r.turn_cost,
+            r.success_threshold
+        )
+    }
+}
+
+impl Roster for Preference {
+    fn agent(&self, spec: &Spec) -> Result<Box<dyn Agent<Self>>> {
+        dialogym_agents::preference_agent(spec, self)
+    }
+
+    fn persona(&self, spec: &Spec) -> Result<Box<dyn Persona<Self>>> {
+        dialogym_agents::preference_persona(spec, self)
+    }
+
+    fn roster(&self) -> (Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>) {
+        (dialogym_agents::PREFERENCE_AGENTS.to_vec(), dialogym_agents::PREFERENCE_PERSONAS.to_vec())
+    }
+
+    fn rules(&self) -> String {
+        let r = &self.rules;
+        format!(
+            "preference-elicitation\n\n{}\n\nactivities: {}; questions in the bank: {}; recommend k = {}\nmax agent \
+             turns: {}; reward: normalized utility of the list (1 - regret) at the end, -{} per utterance that \
+             recommends nothing new; success: normalized utility >= {}",
+            self.model.description,
+            self.activities.len(),
+            self.questions.len(),
+            r.k,
+            r.max_turns,
+            r.question_cost,
+            r.success_threshold
         )
     }
 }
@@ -168,12 +232,28 @@ fn entity(spec: &str) -> Result<Box<dyn Session>> {
     Ok(Box::new(Arc::new(dialogym_scenarios::load(spec)?)))
 }
 
+fn tutoring(spec: &str) -> Result<Box<dyn Session>> {
+    Ok(Box::new(Arc::new(Tutoring::from_spec(&Spec::parse(spec)?)?)))
+}
+
+fn preference(spec: &str) -> Result<Box<dyn Session>> {
+    Ok(Box::new(Arc::new(Preference::from_spec(&Spec::parse(spec)?)?)))
+}
+
 /// The scenarios `--scenario` accepts by name: name, one line, loader.
-pub const SCENARIOS: &[(&str, &str, fn(&str) -> Result<Box<dyn Session>>)] = &[(
-    "twenty-questions",
-    "LMRL-Gym's 20 Questions: 158 objects, ≤ 20 yes/no questions, −1 per question, 0 for naming the object",
-    entity,
-)];
+pub const SCENARIOS: &[(&str, &str, fn(&str) -> Result<Box<dyn Session>>)] = &[
+    (
+        "twenty-questions",
+        "LMRL-Gym's 20 Questions: 158 objects, ≤ 20 yes/no questions, −1 per question, 0 for naming the object",
+        entity,
+    ),
+    ("tutoring", "a tutor diagnoses and teaches 8 skills of fractions to a BKT student with misconceptions", tutoring),
+    (
+        "preference-elicitation",
+        "a travel agent elicits a traveller's tastes and limits, then recommends 3 of 143 activities",
+        preference,
+    ),
+];
 
 /// Loads `--scenario`: a registered name (with parameters) or a scenario file (.toml).
 pub fn load(text: &str) -> Result<Box<dyn Session>> {

@@ -3,6 +3,8 @@
 
 pub mod entity;
 pub mod file;
+pub mod preference;
+pub mod tutoring;
 pub mod twenty_questions;
 
 use anyhow::{Context, Result, bail};
