@@ -308,10 +308,11 @@ fn command_line() -> Vec<String> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Scenarios { action: ScenariosCmd::List } => {
+            let width = dialogym::session::SCENARIOS.iter().map(|s| s.0.len()).max().unwrap_or(0).max(20);
             for (name, about, _) in dialogym::session::SCENARIOS {
-                println!("{name:<20} {about}");
+                println!("{name:<width$} {about}");
             }
-            println!("{:<20} a scenario file in the TOML format of docs/scenario-files.md", "PATH.toml");
+            println!("{:<width$} a scenario file in the TOML format of docs/scenario-files.md", "PATH.toml");
         }
         Command::Scenarios { action: ScenariosCmd::Describe { scenario } } => {
             print!("{}", dialogym::session::load(&scenario)?.describe());

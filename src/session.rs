@@ -16,6 +16,8 @@ use dialogym_engine::world::{PlayConfig, Pool, Tally, play};
 use dialogym_engine::{Agent, Judgement, Message, MixSpec, Persona, Role, Scenario, Spec};
 use dialogym_scenarios::entity::EntityScenario;
 use dialogym_scenarios::polling::Poll;
+use dialogym_scenarios::preference::Preference;
+use dialogym_scenarios::tutoring::Tutoring;
 
 /// What a scenario type offers: its scripted speakers, by spec.
 pub trait Roster: Scenario + Sized {
@@ -118,6 +120,78 @@ impl Roster for Poll {
 
     fn return_range(&self) -> Option<(f64, f64)> {
         Some(Poll::return_range(self))
+    }
+}
+
+impl Roster for Tutoring {
+    fn agent(&self, spec: &Spec) -> Result<Box<dyn Agent<Self>>> {
+        dialogym_agents::tutoring_agent(spec, self)
+    }
+
+    fn persona(&self, spec: &Spec) -> Result<Box<dyn Persona<Self>>> {
+        dialogym_agents::tutoring_persona(spec)
+    }
+
+    fn roster(&self) -> (Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>) {
+        (dialogym_agents::TUTORING_AGENTS.to_vec(), dialogym_agents::TUTORING_PERSONAS.to_vec())
+    }
+
+    fn return_range(&self) -> Option<(f64, f64)> {
+        // post − pre − cost·(utterances other than ending): mastery is never lost, a score is ≤ 1.
+        Some((-self.rules.turn_cost * self.rules.max_turns as f64, 1.0))
+    }
+
+    fn rules(&self) -> String {
+        let (c, r) = (&self.curriculum, &self.rules);
+        let levels: Vec<&str> = c.levels.iter().map(|l| l.name.as_str()).collect();
+        format!(
+            "tutoring\n\n{}\n\nskills: {}; levels: {}; misconceptions: {}\ncandidate utterances: {}\nmax agent turns: \
+             {}; reward: the rise of the expected post-test score, -{} per utterance except ending; success: post-test \
+             >= {}",
+            c.description,
+            c.skills.len(),
+            levels.join(", "),
+            c.misconceptions.len(),
+            Scenario::candidates(self, &[]).len(),
+            r.max_turns,
+            r.turn_cost,
+            r.success_threshold
+        )
+    }
+}
+
+impl Roster for Preference {
+    fn agent(&self, spec: &Spec) -> Result<Box<dyn Agent<Self>>> {
+        dialogym_agents::preference_agent(spec, self)
+    }
+
+    fn persona(&self, spec: &Spec) -> Result<Box<dyn Persona<Self>>> {
+        dialogym_agents::preference_persona(spec, self)
+    }
+
+    fn roster(&self) -> (Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>) {
+        (dialogym_agents::PREFERENCE_AGENTS.to_vec(), dialogym_agents::PREFERENCE_PERSONAS.to_vec())
+    }
+
+    fn return_range(&self) -> Option<(f64, f64)> {
+        // 1 − regret of the list (≤ 1) minus the cost of utterances that recommend nothing new.
+        Some((-self.rules.question_cost * self.rules.max_turns as f64, 1.0))
+    }
+
+    fn rules(&self) -> String {
+        let r = &self.rules;
+        format!(
+            "preference-elicitation\n\n{}\n\nactivities: {}; questions in the bank: {}; recommend k = {}\nmax agent \
+             turns: {}; reward: normalized utility of the list (1 - regret) at the end, -{} per utterance that \
+             recommends nothing new; success: normalized utility >= {}",
+            self.model.description,
+            self.activities.len(),
+            self.questions.len(),
+            r.k,
+            r.max_turns,
+            r.question_cost,
+            r.success_threshold
+        )
     }
 }
 
@@ -275,6 +349,14 @@ fn polling(spec: &str) -> Result<Box<dyn Session>> {
     Ok(Box::new(Arc::new(Poll::build(&Spec::parse(spec)?)?)))
 }
 
+fn tutoring(spec: &str) -> Result<Box<dyn Session>> {
+    Ok(Box::new(Arc::new(Tutoring::from_spec(&Spec::parse(spec)?)?)))
+}
+
+fn preference(spec: &str) -> Result<Box<dyn Session>> {
+    Ok(Box::new(Arc::new(Preference::from_spec(&Spec::parse(spec)?)?)))
+}
+
 /// The scenarios `--scenario` accepts by name: name, one line, loader.
 pub const SCENARIOS: &[(&str, &str, fn(&str) -> Result<Box<dyn Session>>)] = &[
     (
@@ -284,6 +366,12 @@ pub const SCENARIOS: &[(&str, &str, fn(&str) -> Result<Box<dyn Session>>)] = &[
     ),
     ("guess-my-city", dialogym_scenarios::GUESS_MY_CITY, entity),
     ("opinion-polling", "adaptive polling: ask ≤ 5 of 18 opinion questions, predict 6 held-out answers", polling),
+    ("tutoring", "a tutor diagnoses and teaches 8 skills of fractions to a BKT student with misconceptions", tutoring),
+    (
+        "preference-elicitation",
+        "a travel agent elicits a traveller's tastes and limits, then recommends 3 of 143 activities",
+        preference,
+    ),
 ];
 
 /// Loads `--scenario`: a registered name (with parameters) or a scenario file (.toml).

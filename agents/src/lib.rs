@@ -5,12 +5,17 @@ pub mod belief;
 pub mod llm;
 pub mod oracle;
 pub mod polling;
+pub mod preference;
 pub mod questioner;
+pub mod tutoring;
 pub mod uniform;
 
 use anyhow::{Result, bail};
 use dialogym_engine::{Agent, Persona, Spec};
 use dialogym_scenarios::entity::EntityScenario;
+
+pub use preference::{PREFERENCE_AGENTS, PREFERENCE_PERSONAS, preference_agent, preference_persona};
+pub use tutoring::{TUTORING_AGENTS, TUTORING_PERSONAS, tutoring_agent, tutoring_persona};
 
 /// Agents every entity scenario offers, with a line each (for `--help` and errors).
 pub const ENTITY_AGENTS: &[(&str, &str)] = &[

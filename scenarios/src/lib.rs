@@ -5,6 +5,8 @@ pub mod entity;
 pub mod file;
 pub mod guess_my_city;
 pub mod polling;
+pub mod preference;
+pub mod tutoring;
 pub mod twenty_questions;
 
 use anyhow::{Context, Result, bail};
