@@ -52,6 +52,7 @@ pub fn load_model(path: &Path, format: WeightFormat) -> Result<LocalModel> {
         match format {
             WeightFormat::Q8_0 => "q8_0",
             WeightFormat::AsShipped => "as-shipped",
+            WeightFormat::F32 => "f32",
         },
     );
     let mut all = models().lock().map_err(|_| anyhow!("model registry poisoned"))?;
@@ -146,7 +147,8 @@ fn weights_param(spec: &Spec) -> Result<WeightFormat> {
     match spec.get("weights", "q8_0".to_string())?.as_str() {
         "q8_0" => Ok(WeightFormat::Q8_0),
         "as-shipped" => Ok(WeightFormat::AsShipped),
-        other => bail!("`{spec}`: weights must be q8_0 or as-shipped, not `{other}`"),
+        "f32" => Ok(WeightFormat::F32),
+        other => bail!("`{spec}`: weights must be q8_0, as-shipped or f32, not `{other}`"),
     }
 }
 

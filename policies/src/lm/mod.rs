@@ -20,6 +20,7 @@
 
 pub mod embed;
 pub mod gguf;
+pub mod hf;
 pub mod model;
 pub mod sampling;
 pub mod template;
@@ -186,27 +187,28 @@ struct Seq {
 
 impl LocalModel {
     /// Loads a model: a `.gguf` file, or a Hugging Face folder (`config.json`,
-    /// `model.safetensors`, `tokenizer.json`).
+    /// `model.safetensors` or its shards, `tokenizer.json`), named by the folder or its
+    /// `config.json`; see [`hf`].
     pub fn load(path: &Path, opts: &ModelOptions) -> Result<LocalModel> {
         let started = Instant::now();
-        if path.is_dir() {
-            bail!(
-                "{}: loading a Hugging Face folder is not supported yet; convert it to GGUF (llama.cpp's convert_hf_to_gguf.py) and pass the .gguf file",
-                path.display()
-            );
-        }
-        if !path.exists() {
-            bail!(
-                "model file {} does not exist (scripts/install-model.sh installs the small default model into models/)",
-                path.display()
-            );
-        }
-        let loaded = gguf::load(path, opts.format, &opts.device, opts.max_context)?;
+        let loaded = if hf::is_hf_path(path) {
+            hf::load(path, opts.format, &opts.device, opts.max_context)?
+        } else {
+            if !path.exists() {
+                bail!(
+                    "model file {} does not exist (scripts/install-model.sh installs the small default model into models/)",
+                    path.display()
+                );
+            }
+            gguf::load(path, opts.format, &opts.device, opts.max_context)?
+        };
         let fmt = match opts.format {
             WeightFormat::Q8_0 => "q8_0",
             WeightFormat::AsShipped => "as-shipped",
+            WeightFormat::F32 => "f32",
         };
-        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let shown = if hf::is_hf_path(path) { hf::model_dir(path) } else { path.to_path_buf() };
+        let file = shown.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         let id = format!("local:{file}(weights={fmt})");
         let kv_per_token = loaded.weights.config.kv_bytes_per_token().max(1);
         let model = LocalModel {

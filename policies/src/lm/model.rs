@@ -113,6 +113,9 @@ pub enum WeightFormat {
     Q8_0,
     /// Weights as the file ships them (no fusion); for benchmarks and exotic formats.
     AsShipped,
+    /// Every matmul weight dequantized to F32 (fused): no quantization of weights or
+    /// activations, the exact reference for comparing loaders (slow, 4 bytes a weight).
+    F32,
 }
 
 impl Linear {
@@ -155,6 +158,12 @@ impl Linear {
                     QTensor::quantize_onto(&cat, GgmlDType::Q8_0, device)?
                 };
                 vec![(QMatMul::from_qtensor(q8)?, n)]
+            }
+            WeightFormat::F32 => {
+                let dense: Vec<Tensor> =
+                    weights.iter().map(|w| w.dequantize(&Device::Cpu)).collect::<candle_core::Result<_>>()?;
+                let cat = Tensor::cat(&dense, 0)?;
+                vec![(QMatMul::from_qtensor(QTensor::quantize_onto(&cat, GgmlDType::F32, device)?)?, n)]
             }
             _ => weights
                 .into_iter()

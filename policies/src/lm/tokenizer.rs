@@ -125,18 +125,46 @@ impl Tokenizer {
         })
     }
 
-    /// Reads a Hugging Face `tokenizer.json`; `eos_names` are the end tokens from the
-    /// model's `tokenizer_config.json` / `generation_config.json`.
-    pub fn from_json(path: &Path, bos_token: String, eos_token: String, add_bos: bool) -> Result<Tokenizer> {
+    /// Reads a Hugging Face `tokenizer.json`. The special tokens come from the model's
+    /// `tokenizer_config.json` (`bos_token`, `eos_token`, `add_bos_token`) or, failing that,
+    /// the ids of `generation_config.json` / `config.json` (`bos_id`, `eos_ids`). Replies end
+    /// at the eos token, every id of `eos_ids`, and the end tokens of the chat formats we know
+    /// (as for GGUF files). When `add_bos` is not given it is read off the tokenizer's
+    /// post-processor (does it put BOS in front of a text?).
+    pub fn from_json(
+        path: &Path,
+        bos_token: Option<String>,
+        bos_id: Option<u32>,
+        eos_token: Option<String>,
+        eos_ids: &[u32],
+        add_bos: Option<bool>,
+    ) -> Result<Tokenizer> {
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| anyhow!("cannot read tokenizer {}: {e}", path.display()))?;
         let vocab: HashMap<String, u32> = inner.get_vocab(true);
+        let text_of = |i: Option<u32>| i.and_then(|i| inner.id_to_token(i)).unwrap_or_default();
+        let bos_token = bos_token.unwrap_or_else(|| text_of(bos_id));
+        let eos_token = eos_token.unwrap_or_else(|| text_of(eos_ids.first().copied()));
+        let bos = vocab.get(&bos_token).copied().or(bos_id);
         let mut eos: Vec<u32> =
             END_TOKENS.iter().chain([&eos_token.as_str()]).filter_map(|n| vocab.get(*n).copied()).collect();
+        eos.extend(eos_ids.iter().copied().filter(|&i| (i as usize) < inner.get_vocab_size(true)));
         eos.sort_unstable();
         eos.dedup();
-        let add_bos = if add_bos { vocab.get(&bos_token).copied() } else { None };
-        Ok(Tokenizer { inner, eos, bos_token, eos_token, add_bos, exact: true })
+        let add_bos = match add_bos {
+            Some(a) => a,
+            None => match (bos, inner.encode("a", true)) {
+                (Some(b), Ok(enc)) => enc.get_ids().first() == Some(&b),
+                _ => false,
+            },
+        };
+        Ok(Tokenizer { inner, eos, bos_token, eos_token, add_bos: if add_bos { bos } else { None }, exact: true })
+    }
+
+    /// Writes the tokenizer as a Hugging Face `tokenizer.json` (a GGUF tokenizer saved this
+    /// way reloads with [`Tokenizer::from_json`] to the same ids).
+    pub fn save_json(&self, path: &Path) -> Result<()> {
+        self.inner.save(path, false).map_err(|e| anyhow!("cannot write tokenizer {}: {e}", path.display()))
     }
 
     /// Token ids of `text`; special-token texts (`<|im_start|>`) become their ids.
