@@ -244,6 +244,12 @@ fn a_dead_server_is_a_clear_error_not_a_panic() {
     assert!(err.contains(&format!("cannot reach the LLM server at {url}")), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 
+    let o =
+        run(&["imagine", "personas", "--model", &persona, "--n", "2", "--out", out.join("p.jsonl").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "imagine succeeded against a dead server");
+    assert!(err.contains(&format!("cannot reach the LLM server at {url}")) && !err.contains("panicked"), "{err}");
+
     let o = run(&["generate", "--agent", "server:https://example.com/v1(model=m)", "--out", out.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("TLS"), "{err}");
