@@ -6,6 +6,8 @@
 //!
 //! - agent `llm[:MODEL.gguf][(temperature=0.7,top_p=0.9,top_k=0,max_tokens=32,weights=q8_0)]`
 //! - persona `llm[:MODEL.gguf][(grounding=check|correct,matcher=minilm|none,threshold=T,...)]`
+//! - agent or persona `server:URL(model=NAME[,api_key_env=VAR,concurrency=8,retries=2,timeout=120,...])`:
+//!   the same speakers on any OpenAI-compatible server (`docs/llm.md`)
 //! - persona `oracle(matcher=minilm[,threshold=T][,slip=P])`
 //!
 //! `MODEL` defaults to `models/SmolLM2-135M-Instruct.Q4_1.gguf` (installed by
@@ -22,7 +24,9 @@ use dialogym_agents::llm::{
     Grounding, ImagineStats, LlmAgent, LlmPersona, MatchStats, MatchingOracle, PersonaStats, QuestionMatcher,
     SAMPLING_KEYS, imagine_personas, sampling_from_spec,
 };
+use dialogym_agents::server::{ServerModel, ServerOptions};
 use dialogym_engine::corpus::EpisodeRecord;
+use dialogym_engine::lm::LanguageModel;
 use dialogym_engine::world::{PlayConfig, Pool, play};
 use dialogym_engine::{Agent, Persona, Role, Scenario, Spec};
 use dialogym_policies::lm::embed::{Embedder, NearestText};
@@ -168,29 +172,62 @@ fn matcher_param(spec: &Spec) -> Result<Option<Box<dyn QuestionMatcher>>> {
     }
 }
 
-/// An LLM agent from `llm[:MODEL](...)`.
-pub fn build_llm_agent(spec: &Spec, _scenario: &EntityScenario) -> Result<Box<dyn Agent<EntityScenario>>> {
-    let mut known = SAMPLING_KEYS.to_vec();
-    known.push("weights");
-    spec.expect_only(&known)?;
-    let sampling = sampling_from_spec(spec, &LlmAgent::default_sampling())?;
-    let model = load_model(&model_path(spec), weights_param(spec)?).with_context(|| format!("agent `{spec}`"))?;
-    Ok(Box::new(LlmAgent::new(Box::new(model), sampling, spec.to_string())))
+/// Parameters of a `server:URL(...)` spec besides sampling and the speaker's own.
+pub const SERVER_KEYS: &[&str] = &["model", "api_key_env", "concurrency", "retries", "timeout"];
+
+/// The model behind a `server:URL(model=NAME,...)` spec.
+pub fn server_model(spec: &Spec) -> Result<ServerModel> {
+    let Some(url) = spec.arg.as_deref() else {
+        bail!("`{spec}`: name the server, e.g. server:http://127.0.0.1:8080/v1(model=NAME)")
+    };
+    let d = ServerOptions::default();
+    let options = ServerOptions {
+        model: spec.params.get("model").cloned().unwrap_or_default(),
+        api_key_env: spec.params.get("api_key_env").cloned(),
+        concurrency: spec.get("concurrency", d.concurrency)?,
+        retries: spec.get("retries", d.retries)?,
+        timeout_s: spec.get("timeout", d.timeout_s)?,
+        backoff_ms: d.backoff_ms,
+    };
+    if options.retries > 10 {
+        bail!("`{spec}`: retries must lie in 0..=10");
+    }
+    ServerModel::new(url, options)
 }
 
-/// An LLM persona from `llm[:MODEL](...)`.
-pub fn build_llm_persona(spec: &Spec, _scenario: &EntityScenario) -> Result<Box<dyn Persona<EntityScenario>>> {
+/// The language model a `llm[:MODEL]` or `server:URL` spec names, after checking that the
+/// spec has no parameters beyond `extra` and the backend's own.
+fn backend(spec: &Spec, extra: &[&str]) -> Result<Box<dyn LanguageModel>> {
     let mut known = SAMPLING_KEYS.to_vec();
-    known.extend(["weights", "grounding", "matcher", "threshold"]);
-    spec.expect_only(&known)?;
+    known.extend(extra);
+    if spec.name == "server" {
+        known.extend(SERVER_KEYS);
+        spec.expect_only(&known)?;
+        Ok(Box::new(server_model(spec)?))
+    } else {
+        known.push("weights");
+        spec.expect_only(&known)?;
+        Ok(Box::new(load_model(&model_path(spec), weights_param(spec)?)?))
+    }
+}
+
+/// An LLM agent from `llm[:MODEL](...)` or `server:URL(...)`.
+pub fn build_llm_agent(spec: &Spec, _scenario: &EntityScenario) -> Result<Box<dyn Agent<EntityScenario>>> {
+    let model = backend(spec, &[]).with_context(|| format!("agent `{spec}`"))?;
+    let sampling = sampling_from_spec(spec, &LlmAgent::default_sampling())?;
+    Ok(Box::new(LlmAgent::new(model, sampling, spec.to_string())))
+}
+
+/// An LLM persona from `llm[:MODEL](...)` or `server:URL(...)`.
+pub fn build_llm_persona(spec: &Spec, _scenario: &EntityScenario) -> Result<Box<dyn Persona<EntityScenario>>> {
+    let model = backend(spec, &["grounding", "matcher", "threshold"]).with_context(|| format!("persona `{spec}`"))?;
     let sampling = sampling_from_spec(spec, &LlmPersona::default_sampling())?;
     let grounding = match spec.get("grounding", "check".to_string())?.as_str() {
         "check" => Grounding::Check,
         "correct" => Grounding::Correct,
         other => bail!("`{spec}`: grounding must be check or correct, not `{other}`"),
     };
-    let model = load_model(&model_path(spec), weights_param(spec)?).with_context(|| format!("persona `{spec}`"))?;
-    let p = LlmPersona::new(Box::new(model), sampling, grounding, matcher_param(spec)?, spec.to_string());
+    let p = LlmPersona::new(model, sampling, grounding, matcher_param(spec)?, spec.to_string());
     if let Ok(mut r) = registry().lock() {
         r.personas.push((spec.to_string(), p.stats()));
     }
@@ -213,23 +250,29 @@ pub fn build_matching_oracle(spec: &Spec, scenario: &EntityScenario) -> Result<B
 
 /// The agent a spec names when it is a language-model agent (`llm...`), else None.
 pub fn agent(spec: &Spec, scenario: &EntityScenario) -> Result<Option<Box<dyn Agent<EntityScenario>>>> {
-    if spec.name == "llm" { build_llm_agent(spec, scenario).map(Some) } else { Ok(None) }
+    match spec.name.as_str() {
+        "llm" | "server" => build_llm_agent(spec, scenario).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// The persona a spec names when it is an LLM persona or a matching oracle, else None.
 pub fn persona(spec: &Spec, scenario: &EntityScenario) -> Result<Option<Box<dyn Persona<EntityScenario>>>> {
     match spec.name.as_str() {
-        "llm" => build_llm_persona(spec, scenario).map(Some),
+        "llm" | "server" => build_llm_persona(spec, scenario).map(Some),
         "oracle" if spec.params.contains_key("matcher") => build_matching_oracle(spec, scenario).map(Some),
         _ => Ok(None),
     }
 }
 
 /// Roster lines for `scenarios describe` and `--help`.
-pub const LLM_AGENTS: &[(&str, &str)] = &[(
-    "llm:MODEL.gguf(temperature=0.7,max_tokens=32)",
-    "a prompted language model asks free-text questions (zero-shot baseline)",
-)];
+pub const LLM_AGENTS: &[(&str, &str)] = &[
+    (
+        "llm:MODEL.gguf(temperature=0.7,max_tokens=32)",
+        "a prompted language model asks free-text questions (zero-shot baseline)",
+    ),
+    ("server:URL(model=NAME)", "the same, on any OpenAI-compatible server (http://HOST:PORT/v1)"),
+];
 
 /// Roster lines for LLM personas.
 pub const LLM_PERSONAS: &[(&str, &str)] = &[
@@ -237,6 +280,7 @@ pub const LLM_PERSONAS: &[(&str, &str)] = &[
         "llm:MODEL.gguf(grounding=check)",
         "a language model plays the persona from its card; answers checked against the table",
     ),
+    ("server:URL(model=NAME,grounding=check)", "the same, on any OpenAI-compatible server (http://HOST:PORT/v1)"),
     ("oracle(matcher=minilm)", "the table oracle; free-text questions mapped onto the bank with all-MiniLM-L6-v2"),
 ];
 
@@ -268,7 +312,7 @@ pub struct ImagineArgs {
     pub scenario: String,
     /// Cards to write.
     pub n: usize,
-    /// The model file.
+    /// The model file, or a `server:URL(model=NAME,...)` spec.
     pub model: PathBuf,
     /// Master seed.
     pub seed: u64,
@@ -283,8 +327,15 @@ pub fn imagine(args: &ImagineArgs) -> Result<ImagineStats> {
         bail!("--n must be at least 1");
     }
     let scenario = dialogym_scenarios::load(&args.scenario)?;
-    let mut model = load_model(&args.model, WeightFormat::Q8_0)?;
-    let (cards, stats) = imagine_personas(&mut model, &scenario, args.n, args.seed)?;
+    let mut model: Box<dyn LanguageModel> = match args.model.to_str().filter(|m| m.starts_with("server:")) {
+        Some(text) => {
+            let spec = Spec::parse(text)?;
+            spec.expect_only(SERVER_KEYS)?;
+            Box::new(server_model(&spec)?)
+        }
+        None => Box::new(load_model(&args.model, WeightFormat::Q8_0)?),
+    };
+    let (cards, stats) = imagine_personas(model.as_mut(), &scenario, args.n, args.seed)?;
     let mut text = String::new();
     for c in &cards {
         text.push_str(&serde_json::to_string(c)?);

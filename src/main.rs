@@ -229,7 +229,7 @@ enum ImagineCmd {
         /// How many cards.
         #[arg(long, default_value_t = 20)]
         n: usize,
-        /// A local GGUF model.
+        /// A local GGUF model, or an OpenAI-compatible server as `server:URL(model=NAME)`.
         #[arg(long, default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf")]
         model: PathBuf,
         /// Sampling seed.

@@ -7,6 +7,7 @@ pub mod oracle;
 pub mod polling;
 pub mod preference;
 pub mod questioner;
+pub mod server;
 pub mod tutoring;
 pub mod uniform;
 
