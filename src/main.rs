@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The whole pipeline, small, on 20 Questions: imagine a corpus, evaluate baselines.
+    /// The whole pipeline, small, on 20 Questions: imagine a corpus, train BC and ILQL, evaluate them beside the baselines (and an LLM episode when the small model is installed).
     Demo {
         /// Where the demo writes its corpus.
         #[arg(long, default_value = "runs/demo")]
