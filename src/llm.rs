@@ -28,7 +28,7 @@ use dialogym_agents::server::{ServerModel, ServerOptions};
 use dialogym_engine::corpus::EpisodeRecord;
 use dialogym_engine::lm::LanguageModel;
 use dialogym_engine::world::{PlayConfig, Pool, play};
-use dialogym_engine::{Agent, Persona, Role, Scenario, Spec};
+use dialogym_engine::{Agent, Message, Persona, Role, Scenario, Spec};
 use dialogym_policies::lm::embed::{Embedder, NearestText};
 use dialogym_policies::lm::model::WeightFormat;
 use dialogym_policies::lm::{LocalModel, ModelOptions, default_model_path};
@@ -339,6 +339,55 @@ pub fn imagine(args: &ImagineArgs) -> Result<ImagineStats> {
     let mut text = String::new();
     for c in &cards {
         text.push_str(&serde_json::to_string(c)?);
+        text.push('\n');
+    }
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = args.out.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+    Ok(stats)
+}
+
+/// `dialogym imagine critique`.
+#[derive(Clone, Debug)]
+pub struct CritiqueArgs {
+    /// Corpus folder written by `generate`.
+    pub corpus: PathBuf,
+    /// The model file, or a `server:URL(model=NAME,...)` spec.
+    pub model: PathBuf,
+    /// Critique only the first this many episodes (None: all).
+    pub episodes: Option<usize>,
+    /// Sampling seed.
+    pub seed: u64,
+    /// Output JSONL file (one dialogue and its revision per line).
+    pub out: PathBuf,
+}
+
+/// The critique-and-rewrite pass over a corpus: one line per episode with the original
+/// transcript, the critique and the revised transcript (or none), written to a temporary
+/// file and renamed, so a killed run leaves no half file.
+pub fn critique(args: &CritiqueArgs) -> Result<dialogym_agents::critique::CritiqueStats> {
+    let (_, rows) = dialogym_engine::corpus::read_corpus(&args.corpus)?;
+    let rows = &rows[..args.episodes.unwrap_or(rows.len()).min(rows.len())];
+    let Some(first) = rows.first() else { bail!("{} holds no episodes", args.corpus.display()) };
+    let brief = crate::session::load(&first.scenario)
+        .with_context(|| format!("{}: cannot load its scenario `{}`", args.corpus.display(), first.scenario))?
+        .agent_brief();
+    let mut model: Box<dyn LanguageModel> = match args.model.to_str().filter(|m| m.starts_with("server:")) {
+        Some(text) => {
+            let spec = Spec::parse(text)?;
+            spec.expect_only(SERVER_KEYS)?;
+            Box::new(server_model(&spec)?)
+        }
+        None => Box::new(load_model(&args.model, WeightFormat::Q8_0)?),
+    };
+    let dialogues: Vec<(u64, Vec<Message>)> = rows.iter().map(|r| (r.episode, r.messages.clone())).collect();
+    let (revisions, stats) = dialogym_agents::critique::critique(model.as_mut(), &brief, &dialogues, args.seed)?;
+    let mut text = String::new();
+    for r in &revisions {
+        text.push_str(&serde_json::to_string(r)?);
         text.push('\n');
     }
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -239,6 +239,25 @@ enum ImagineCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Critique-and-rewrite: a language model critiques each dialogue of a corpus and
+    /// rewrites it; both versions go to one JSONL file.
+    Critique {
+        /// Corpus folder written by `generate`.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// A local GGUF model, or an OpenAI-compatible server as `server:URL(model=NAME)`.
+        #[arg(long, default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf")]
+        model: PathBuf,
+        /// Only the first N episodes.
+        #[arg(long)]
+        episodes: Option<i64>,
+        /// Sampling seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output file (JSONL).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -451,6 +470,24 @@ fn run(cli: Cli) -> Result<()> {
                 out.display(),
                 s.invalid_retried,
                 s.missing
+            );
+        }
+        Command::Imagine { what: ImagineCmd::Critique { corpus, model, episodes, seed, out } } => {
+            let episodes = episodes.map(|n| positive("--episodes", n)).transpose()?.map(|n| n as usize);
+            let s = dialogym::llm::critique(&dialogym::llm::CritiqueArgs {
+                corpus,
+                model,
+                episodes,
+                seed,
+                out: out.clone(),
+            })?;
+            eprintln!(
+                "wrote {} dialogues to {} ({} revised, {} invalid outputs retried, {} left unrevised)",
+                s.revised + s.unrevised,
+                out.display(),
+                s.revised,
+                s.invalid_retried,
+                s.unrevised
             );
         }
         Command::Demo { out, seed } => dialogym::demo::run(&out, seed, &STOP)?,

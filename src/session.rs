@@ -201,6 +201,8 @@ pub trait Session: Send + Sync {
     fn id(&self) -> String;
     /// Rules and cast, for `scenarios describe`.
     fn describe(&self) -> String;
+    /// What the agent is told of its task (the system prompt of LLM agents and critics).
+    fn agent_brief(&self) -> String;
     /// The scenario's candidate utterances at the start of an episode (the learners'
     /// action vocabulary).
     fn candidates(&self) -> Vec<String>;
@@ -268,6 +270,10 @@ impl<S: Scenario> Prepared for Cast<S> {
 impl<S: Roster> Session for Arc<S> {
     fn id(&self) -> String {
         Scenario::id(&**self)
+    }
+
+    fn agent_brief(&self) -> String {
+        Scenario::agent_brief(&**self)
     }
 
     fn describe(&self) -> String {

@@ -295,3 +295,55 @@ fn a_server_error_is_retried() {
     assert!(e.contains("HTTP 400") && e.contains("bad model"), "{e}");
     assert_eq!(mock.requests().len(), 1);
 }
+
+/// The critic mock: a valid critique and rewrite for every other request it receives
+/// (0-based count even), garbage for the rest, whatever the order they arrive in.
+fn critic_reply(n: usize, _: &Value) -> (u16, String) {
+    if n.is_multiple_of(2) {
+        (200, completion("Critique: it asked too much.\nAgent: Is it a dog?\nPersona: Yes."))
+    } else {
+        (200, completion("I liked this dialogue."))
+    }
+}
+
+#[test]
+fn imagine_critique_keeps_both_versions_and_counts_invalid_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus");
+    let o = run(&["generate", "--episodes", "4", "--format", "jsonl", "--out", corpus.to_str().unwrap()]);
+    assert!(o.status.success(), "generate failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    let mock = Mock::start(Box::new(critic_reply));
+    let out = tmp.path().join("critique.jsonl");
+    let model = format!("server:{}(model=critic)", mock.url);
+    let args = ["imagine", "critique", "--corpus", corpus.to_str().unwrap(), "--model", &model, "--out"];
+    let o = run(&[&args[..], &[out.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "critique failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<Value> =
+        std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4, "one line per episode");
+    // Round 1: 4 requests, 2 valid; round 2: the 2 others, 1 valid; round 3: the last, valid.
+    assert!(String::from_utf8_lossy(&o.stderr).contains("4 revised, 3 invalid outputs retried, 0 left unrevised"));
+    assert_eq!(mock.requests().len(), 7);
+    let rows: Vec<Value> = common::shards(&corpus)
+        .iter()
+        .flat_map(|(_, b)| String::from_utf8(b.clone()).unwrap().lines().map(str::to_string).collect::<Vec<_>>())
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect();
+    for (l, row) in lines.iter().zip(&rows) {
+        assert_eq!(l["episode"], row["episode"]);
+        assert_eq!(l["original"], row["messages"], "the original is kept verbatim");
+        assert_eq!(l["critique"], "it asked too much.");
+        assert_eq!(l["revised"][0]["content"], "Is it a dog?");
+        assert_eq!(l["revised"][1]["role"], "persona");
+    }
+    let retried = lines.iter().filter(|l| l["raw"].as_array().unwrap().len() > 1).count();
+    assert_eq!(retried, 2, "two dialogues needed a retry");
+
+    // A critic that never complies: every dialogue is retried, counted, kept unrevised.
+    let mock = Mock::start(Box::new(|_, _| (200, completion("No."))));
+    let model = format!("server:{}(model=critic)", mock.url);
+    let o = run(&[&args[..4], &["--model", &model, "--episodes", "2", "--out", out.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "critique failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("0 revised, 6 invalid outputs retried, 2 left unrevised"));
+    assert_eq!(mock.requests().len(), 6, "2 dialogues x 3 rounds");
+}

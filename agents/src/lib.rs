@@ -2,6 +2,7 @@
 //! them from specs.
 
 pub mod belief;
+pub mod critique;
 pub mod llm;
 pub mod oracle;
 pub mod polling;
