@@ -424,10 +424,15 @@ pub fn device(name: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         "cuda" => {
             if !candle_core::utils::cuda_is_available() {
-                bail!("this build has no CUDA support; rebuild with `--features cuda` (see docs/gpu.md)");
+                bail!("this build has no CUDA support; rebuild with `--features cuda` (see docs/training.md)");
             }
-            // cudarc panics when no driver is found: turn that into an error.
-            std::panic::catch_unwind(|| Device::new_cuda(0))
+            // cudarc panics when no driver is found: turn that into an error, without the
+            // panic message and backtrace the default hook would print first.
+            let hook = std::panic::take_hook();
+            std::panic::set_hook(Box::new(|_| {}));
+            let opened = std::panic::catch_unwind(|| Device::new_cuda(0));
+            std::panic::set_hook(hook);
+            opened
                 .map_err(|_| anyhow!("no usable CUDA device (is the NVIDIA driver installed?)"))?
                 .map_err(|e| anyhow!("cannot open CUDA device 0: {e}"))
         }
