@@ -15,6 +15,7 @@
 //! that names it gets its own handle on the shared weights.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -305,6 +306,34 @@ pub fn play_episodes(
     Ok(rows)
 }
 
+/// The language model of a `--model` argument: a local model file or folder, or a
+/// `server:URL(model=NAME,...)` spec.
+fn model_arg(model: &Path) -> Result<Box<dyn LanguageModel>> {
+    match model.to_str().filter(|m| m.starts_with("server:")) {
+        Some(text) => {
+            let spec = Spec::parse(text)?;
+            spec.expect_only(SERVER_KEYS)?;
+            Ok(Box::new(server_model(&spec)?))
+        }
+        None => Ok(Box::new(load_model(model, WeightFormat::Q8_0)?)),
+    }
+}
+
+/// Writes `items` to `path`, one JSON object per line, atomically (a killed run leaves no
+/// half file).
+fn write_jsonl<T: serde::Serialize>(path: &Path, items: &[T]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    dialogym_engine::corpus::write_atomic(path, |w| {
+        for item in items {
+            serde_json::to_writer(&mut *w, item)?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    })
+}
+
 /// `dialogym imagine personas`.
 #[derive(Clone, Debug)]
 pub struct ImagineArgs {
@@ -327,26 +356,9 @@ pub fn imagine(args: &ImagineArgs) -> Result<ImagineStats> {
         bail!("--n must be at least 1");
     }
     let scenario = dialogym_scenarios::load(&args.scenario)?;
-    let mut model: Box<dyn LanguageModel> = match args.model.to_str().filter(|m| m.starts_with("server:")) {
-        Some(text) => {
-            let spec = Spec::parse(text)?;
-            spec.expect_only(SERVER_KEYS)?;
-            Box::new(server_model(&spec)?)
-        }
-        None => Box::new(load_model(&args.model, WeightFormat::Q8_0)?),
-    };
+    let mut model = model_arg(&args.model)?;
     let (cards, stats) = imagine_personas(model.as_mut(), &scenario, args.n, args.seed)?;
-    let mut text = String::new();
-    for c in &cards {
-        text.push_str(&serde_json::to_string(c)?);
-        text.push('\n');
-    }
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let tmp = args.out.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+    write_jsonl(&args.out, &cards)?;
     Ok(stats)
 }
 
@@ -375,27 +387,10 @@ pub fn critique(args: &CritiqueArgs) -> Result<dialogym_agents::critique::Critiq
     let brief = crate::session::load(&first.scenario)
         .with_context(|| format!("{}: cannot load its scenario `{}`", args.corpus.display(), first.scenario))?
         .agent_brief();
-    let mut model: Box<dyn LanguageModel> = match args.model.to_str().filter(|m| m.starts_with("server:")) {
-        Some(text) => {
-            let spec = Spec::parse(text)?;
-            spec.expect_only(SERVER_KEYS)?;
-            Box::new(server_model(&spec)?)
-        }
-        None => Box::new(load_model(&args.model, WeightFormat::Q8_0)?),
-    };
+    let mut model = model_arg(&args.model)?;
     let dialogues: Vec<(u64, Vec<Message>)> = rows.iter().map(|r| (r.episode, r.messages.clone())).collect();
     let (revisions, stats) = dialogym_agents::critique::critique(model.as_mut(), &brief, &dialogues, args.seed)?;
-    let mut text = String::new();
-    for r in &revisions {
-        text.push_str(&serde_json::to_string(r)?);
-        text.push('\n');
-    }
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let tmp = args.out.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+    write_jsonl(&args.out, &revisions)?;
     Ok(stats)
 }
 
