@@ -20,6 +20,7 @@ pub fn run(out: &Path, seed: u64, stop: &AtomicBool) -> Result<()> {
         algos: vec![Algo::Bc, Algo::Ilql],
         seed,
         holdout: 0.0,
+        train_seeds: 1,
     };
     offline_20q(&args, stop)?;
     crate::llm::demo_llm(seed, stop)?;

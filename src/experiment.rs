@@ -47,6 +47,9 @@ pub struct ExperimentArgs {
     pub seed: u64,
     /// Fraction of objects held out for the generalization run (0 = skip it).
     pub holdout: f64,
+    /// Every learner is trained this many times, with training seeds `train.seed`,
+    /// `train.seed + 1`, ... (same corpus): the spread between seeds is part of the result.
+    pub train_seeds: u64,
 }
 
 /// The experiment's tables.
@@ -56,6 +59,40 @@ pub struct ExperimentReport {
     pub main: Vec<AgentResult>,
     /// Held-out objects only (agents trained without them as secrets).
     pub generalization: Vec<AgentResult>,
+    /// Each learned agent of the main table over its training seeds.
+    pub across_seeds: Vec<SeedSummary>,
+    /// The issue's bars, from the means over training seeds.
+    pub bars: Vec<Bar>,
+}
+
+/// One learned agent (learner and way of acting) over training seeds.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeedSummary {
+    /// Learner.
+    pub algo: String,
+    /// `argmax`, or `sample(T=1)` for cloning learners.
+    pub acting: String,
+    /// Training seeds, in order.
+    pub seeds: Vec<u64>,
+    /// Mean return of each seed's agent.
+    pub returns: Vec<f64>,
+    /// Success rate of each seed's agent.
+    pub successes: Vec<f64>,
+    /// Mean over seeds of the mean return.
+    pub mean_return: f64,
+    /// Mean over seeds of the success rate.
+    pub mean_success: f64,
+}
+
+/// A target of the experiment and what was measured against it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Bar {
+    /// What is compared.
+    pub what: String,
+    /// Measured difference of mean returns (ILQL minus the other).
+    pub measured: f64,
+    /// The target (ILQL − other ≥ target; for greedy EIG, ≥ −2.0).
+    pub target: f64,
 }
 
 fn corpus(out: &Path, scenario: &str, episodes: u64, seed: u64, stop: &AtomicBool) -> Result<()> {
@@ -78,11 +115,17 @@ fn corpus(out: &Path, scenario: &str, episodes: u64, seed: u64, stop: &AtomicBoo
     Ok(())
 }
 
-fn learners(corpus: &Path, out: &Path, args: &ExperimentArgs, stop: &AtomicBool) -> Result<Vec<(Algo, PathBuf)>> {
+/// A learner's checkpoint folder: `ilql` for the first training seed, `ilql-seed1`, ... after.
+fn learner_dir(out: &Path, algo: Algo, k: u64, seed: u64) -> PathBuf {
+    if k == 0 { out.join(algo.name()) } else { out.join(format!("{}-seed{seed}", algo.name())) }
+}
+
+fn learners(corpus: &Path, out: &Path, args: &ExperimentArgs, stop: &AtomicBool) -> Result<Vec<(Algo, u64, PathBuf)>> {
     let mut done = Vec::new();
-    for &algo in &args.algos {
-        let dir = out.join(algo.name());
-        let config = TrainConfig { algo, ..args.train.clone() };
+    for (k, &algo) in (0..args.train_seeds.max(1)).flat_map(|k| args.algos.iter().map(move |a| (k, a))) {
+        let seed = args.train.seed + k;
+        let dir = learner_dir(out, algo, k, seed);
+        let config = TrainConfig { algo, seed, ..args.train.clone() };
         let s = crate::train::run(corpus, &config, &dir, dir.join("model.safetensors").exists(), "cpu", stop, true)
             .with_context(|| format!("training {}", algo.name()))?;
         eprintln!(
@@ -92,7 +135,7 @@ fn learners(corpus: &Path, out: &Path, args: &ExperimentArgs, stop: &AtomicBool)
             s.steps_per_second,
             dir.display()
         );
-        done.push((algo, dir));
+        done.push((algo, seed, dir));
     }
     Ok(done)
 }
@@ -120,15 +163,106 @@ fn behaviour_components() -> Result<Vec<String>> {
 /// learners are evaluated twice: sampling from the cloned policy (temperature 1, what
 /// behaviour cloning means and how LMRL-Gym evaluates BC) and taking its mode (argmax), a
 /// stronger agent than the data's average.
-fn learned(dirs: &[(Algo, PathBuf)]) -> Vec<String> {
+fn learned(dirs: &[(Algo, u64, PathBuf)]) -> Vec<(Algo, u64, &'static str, String)> {
     let mut out = Vec::new();
-    for (algo, d) in dirs {
+    for (algo, seed, d) in dirs {
         if algo.acts_from_policy() {
-            out.push(format!("learned:{}(temperature=1)", d.display()));
+            out.push((*algo, *seed, "sample(T=1)", format!("learned:{}(temperature=1)", d.display())));
         }
-        out.push(format!("learned:{}", d.display()));
+        out.push((*algo, *seed, "argmax", format!("learned:{}", d.display())));
     }
     out
+}
+
+/// Groups the learned agents' results by (learner, way of acting) over training seeds.
+fn across_seeds(results: &[AgentResult], learned: &[(Algo, u64, &'static str, String)]) -> Vec<SeedSummary> {
+    let mut out: Vec<SeedSummary> = Vec::new();
+    for (algo, seed, acting, spec) in learned {
+        let Some(r) = results.iter().find(|r| &r.agent == spec) else { continue };
+        let i = match out.iter().position(|s| s.algo == algo.name() && s.acting == *acting) {
+            Some(i) => i,
+            None => {
+                out.push(SeedSummary {
+                    algo: algo.name().into(),
+                    acting: acting.to_string(),
+                    seeds: vec![],
+                    returns: vec![],
+                    successes: vec![],
+                    mean_return: 0.0,
+                    mean_success: 0.0,
+                });
+                out.len() - 1
+            }
+        };
+        let s = &mut out[i];
+        s.seeds.push(*seed);
+        s.returns.push(r.ret.mean);
+        s.successes.push(r.success.mean);
+        s.mean_return = s.returns.iter().sum::<f64>() / s.returns.len() as f64;
+        s.mean_success = s.successes.iter().sum::<f64>() / s.successes.len() as f64;
+    }
+    out
+}
+
+/// The issue's bars: ILQL (argmax, mean over seeds) against the best behaviour policy, BC
+/// (sampled and argmax) and greedy EIG.
+fn bars(results: &[AgentResult], seeds: &[SeedSummary], behaviour: &[String]) -> Vec<Bar> {
+    let mean_of =
+        |algo: &str, acting: &str| seeds.iter().find(|s| s.algo == algo && s.acting == acting).map(|s| s.mean_return);
+    let Some(ilql) = mean_of("ilql", "argmax") else { return Vec::new() };
+    let mut out = Vec::new();
+    let best = results.iter().filter(|r| behaviour.contains(&r.agent)).max_by(|a, b| a.ret.mean.total_cmp(&b.ret.mean));
+    if let Some(b) = best {
+        out.push(Bar {
+            what: format!("ILQL vs the best behaviour policy ({})", b.agent),
+            measured: ilql - b.ret.mean,
+            target: 2.0,
+        });
+    }
+    for (acting, label) in [("sample(T=1)", "BC (sampled)"), ("argmax", "BC (argmax)")] {
+        if let Some(bc) = mean_of("bc", acting) {
+            out.push(Bar { what: format!("ILQL vs {label}"), measured: ilql - bc, target: 3.0 });
+        }
+    }
+    if let Some(g) = results.iter().find(|r| r.agent == GREEDY) {
+        out.push(Bar { what: "ILQL vs greedy EIG (within 2.0)".into(), measured: ilql - g.ret.mean, target: -2.0 });
+    }
+    out
+}
+
+fn seeds_table(seeds: &[SeedSummary]) -> String {
+    let mut md = String::from(
+        "| learner | acting | seeds | return per seed | mean return | mean success % |\n|---|---|---|---|---:|---:|\n",
+    );
+    for s in seeds {
+        let per: Vec<String> = s.returns.iter().map(|r| format!("{r:.2}")).collect();
+        let ids: Vec<String> = s.seeds.iter().map(u64::to_string).collect();
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {:.2} | {:.1} |\n",
+            s.algo,
+            s.acting,
+            ids.join(", "),
+            per.join(", "),
+            s.mean_return,
+            100.0 * s.mean_success
+        ));
+    }
+    md
+}
+
+fn bars_table(bars: &[Bar]) -> String {
+    let mut md = String::from("| bar | ILQL − other | target | |\n|---|---:|---:|---|\n");
+    for b in bars {
+        let met = b.measured >= b.target;
+        md.push_str(&format!(
+            "| {} | {:+.2} | ≥ {:+.1} | {} |\n",
+            b.what,
+            b.measured,
+            b.target,
+            if met { "met" } else { "missed" }
+        ));
+    }
+    md
 }
 
 /// Runs the experiment and writes `results.md` and `results.json` into `args.out`.
@@ -141,10 +275,14 @@ pub fn offline_20q(args: &ExperimentArgs, stop: &AtomicBool) -> Result<Experimen
     eprintln!("2/{steps} training {:?}", args.algos.iter().map(|a| a.name()).collect::<Vec<_>>());
     let dirs = learners(&main_corpus, &args.out, args, stop)?;
     eprintln!("3/{steps} evaluating on {} fresh episodes per agent", args.eval_episodes);
-    let mut agents = behaviour_components()?;
+    let behaviour = behaviour_components()?;
+    let mut agents = behaviour.clone();
     agents.push(GREEDY.into());
-    agents.extend(learned(&dirs));
+    let learned_main = learned(&dirs);
+    agents.extend(learned_main.iter().map(|l| l.3.clone()));
     let main = evaluate("twenty-questions", agents, args, stop)?;
+    let seeds = across_seeds(&main, &learned_main);
+    let bars = bars(&main, &seeds, &behaviour);
 
     let mut generalization = Vec::new();
     if args.holdout > 0.0 {
@@ -159,21 +297,31 @@ pub fn offline_20q(args: &ExperimentArgs, stop: &AtomicBool) -> Result<Experimen
         eprintln!("5/{steps} evaluating on the held-out objects only");
         let mut agents = behaviour_components()?;
         agents.push(GREEDY.into());
-        agents.extend(learned(&gen_dirs));
+        agents.extend(learned(&gen_dirs).into_iter().map(|l| l.3));
         generalization = evaluate(&test_scenario, agents, args, stop)?;
     }
-    let report = ExperimentReport { main, generalization };
+    let report = ExperimentReport { main, generalization, across_seeds: seeds, bars };
     let mut md = format!(
         "# offline-20q\n\ncorpus: {} episodes of `{BEHAVIOUR_MIX}` vs `{PERSONA}` (seed {}); \
-         learners: {} steps, batch {}; evaluation: {} episodes per agent vs `{PERSONA}` (seed {}).\n\n",
+         learners: {} steps, batch {}, {} training seed(s) from {}; evaluation: {} episodes per agent vs `{PERSONA}` (seed {}).\n\n",
         args.episodes,
         args.seed,
         args.train.steps,
         args.train.batch_size,
+        args.train_seeds,
+        args.train.seed,
         args.eval_episodes,
         args.seed + 1_000_000
     );
     md.push_str(&table(&report.main));
+    if args.train_seeds > 1 {
+        md.push_str(&format!("\n## Learned agents over {} training seeds\n\n", args.train_seeds));
+        md.push_str(&seeds_table(&report.across_seeds));
+    }
+    if !report.bars.is_empty() {
+        md.push_str("\n## Bars (ILQL: mean over training seeds)\n\n");
+        md.push_str(&bars_table(&report.bars));
+    }
     if !report.generalization.is_empty() {
         md.push_str(&format!(
             "\n## Generalization: {:.0}% of objects never a secret in training, evaluated on those only\n\n",

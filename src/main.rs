@@ -284,6 +284,9 @@ enum ExperimentCmd {
         /// Fraction of objects held out for the generalization run (0 skips it).
         #[arg(long, default_value_t = 0.2)]
         holdout: f64,
+        /// Train every learner with this many seeds (seed, seed + 1, ...) and report each.
+        #[arg(long, default_value_t = 2)]
+        train_seeds: i64,
     },
 }
 
@@ -441,7 +444,7 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Experiment {
-            which: ExperimentCmd::Offline20q { out, episodes, eval_episodes, steps, seed, holdout },
+            which: ExperimentCmd::Offline20q { out, episodes, eval_episodes, steps, seed, holdout, train_seeds },
         } => {
             use dialogym::policies::train::{Algo, TrainConfig};
             if !(0.0..1.0).contains(&holdout) {
@@ -459,6 +462,7 @@ fn run(cli: Cli) -> Result<()> {
                 algos: vec![Algo::Bc, Algo::FilteredBc, Algo::Mc, Algo::Ilql],
                 seed,
                 holdout,
+                train_seeds: positive("--train-seeds", train_seeds)?,
             };
             dialogym::experiment::offline_20q(&args, &STOP)?;
         }

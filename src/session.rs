@@ -344,7 +344,8 @@ impl<S: Roster> Session for Arc<S> {
     }
 }
 
-const LEARNED: &str = "a checkpoint from `dialogym train` (argmax of min Q, or sampling)";
+const LEARNED: &str =
+    "a checkpoint from `dialogym train` (argmax of min Q, or sampling; repeat=false never says a candidate twice)";
 const UNIFORM: &str = "one of the scenario's candidate utterances, uniformly at random";
 
 fn entity(spec: &str) -> Result<Box<dyn Session>> {

@@ -66,12 +66,15 @@ fn wait_for(path: &Path, limit: Duration) {
     }
 }
 
+/// Shards of `BIG` (16,000 episodes, 400 per shard).
+const BIG_SHARDS: usize = 40;
+
 const BIG: [&str; 10] = [
     "generate",
     "--episodes",
-    "40000",
+    "16000",
     "--shard-size",
-    "1000",
+    "400",
     "--format",
     "jsonl,parquet",
     "--persona",
@@ -95,7 +98,7 @@ fn interrupted_then_resumed(signal: &str) {
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success(), "the run must not report success after {signal}");
     let partial = shards(&killed).len();
-    assert!(partial < 80, "the run finished before it was interrupted; the test proves nothing");
+    assert!(partial < BIG_SHARDS * 2, "the run finished before it was interrupted; the test proves nothing");
     if signal == "-INT" {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(130), "{err}");
@@ -111,10 +114,10 @@ fn interrupted_then_resumed(signal: &str) {
         .unwrap();
     assert!(clean_run.status.success());
     let (a, b) = (shards(&killed), shards(&clean));
-    assert_eq!(a.len(), 80);
+    assert_eq!(a.len(), BIG_SHARDS * 2, "jsonl and parquet per shard");
     assert!(a == b, "resumed corpus differs from an uninterrupted run");
     let (_, rows) = read_corpus(&killed).unwrap();
-    assert_eq!(rows.len(), 40000, "no episode lost or written twice");
+    assert_eq!(rows.len(), 16000, "no episode lost or written twice");
 }
 
 #[test]

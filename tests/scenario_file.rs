@@ -7,6 +7,8 @@
 mod common;
 
 use common::run;
+use dialogym::engine::Role;
+use dialogym::engine::corpus::read_corpus;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/diagnose_the_fault.toml");
 
@@ -54,6 +56,26 @@ fn the_example_file_generates_trains_and_evaluates() {
     let greedy = &rows[1];
     assert!(greedy["success"]["mean"].as_f64().unwrap() > 0.95, "{greedy}");
     assert!(greedy["return"]["mean"].as_f64().unwrap() > -6.0, "{greedy}");
+
+    // `repeat=false` keeps a learned agent from saying anything twice in one conversation;
+    // the barely trained agent above does repeat itself without it.
+    let repeats = |agent: &str, name: &str| {
+        let out = tmp.path().join(name);
+        #[rustfmt::skip]
+        ok(&["generate", "--scenario", EXAMPLE, "--agent", agent, "--persona", "oracle(slip=0.05)", "--episodes", "100",
+             "--format", "jsonl", "--out", out.to_str().unwrap()]);
+        let (_, rows) = read_corpus(&out).unwrap();
+        assert_eq!(rows.len(), 100);
+        rows.iter()
+            .filter(|r| {
+                let said: Vec<&str> =
+                    r.messages.iter().filter(|m| m.role == Role::Agent).map(|m| m.content.as_str()).collect();
+                said.iter().collect::<std::collections::HashSet<_>>().len() < said.len()
+            })
+            .count()
+    };
+    assert!(repeats(&learned, "free") > 0, "the test needs an agent that repeats itself");
+    assert_eq!(repeats(&format!("{learned}(repeat=false)"), "no-repeat"), 0);
 }
 
 /// 1-based line and column of the first occurrence of `needle` in `text`.

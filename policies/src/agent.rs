@@ -3,7 +3,8 @@
 //!
 //! Q learners (ILQL, MC) act by argmax_a min(Q1, Q2)(s, a); BC learners by their policy
 //! logits. With `beta` (ILQL trained with `bc_weight > 0`), ILQL acts by
-//! log π(a|s) + β·(min Q(s,a) − V(s)), the paper's policy extraction.
+//! log π(a|s) + β·(min Q(s,a) − V(s)), the paper's policy extraction. With
+//! `repeat=false` it never says a candidate it already said in the conversation.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,6 +26,8 @@ pub struct LearnedAgent {
     algo: Algo,
     temperature: f64,
     beta: Option<f64>,
+    /// May say an utterance it already said in this conversation.
+    repeat: bool,
     spec: String,
     device: Device,
     /// Candidate list → encoded candidates (the list is usually the same every turn).
@@ -32,16 +35,18 @@ pub struct LearnedAgent {
 }
 
 impl LearnedAgent {
-    /// Loads `learned:DIR(temperature=0,beta=...)`.
+    /// Loads `learned:DIR(temperature=0,beta=...,repeat=true)`.
     pub fn from_spec(spec: &Spec) -> Result<LearnedAgent> {
-        spec.expect_only(&["temperature", "beta"])?;
+        spec.expect_only(&["temperature", "beta", "repeat"])?;
         let Some(dir) = spec.arg.as_deref() else { bail!("`learned` needs a checkpoint folder: learned:PATH") };
         let temperature: f64 = spec.get("temperature", 0.0)?;
         if !(temperature >= 0.0 && temperature.is_finite()) {
             bail!("`{spec}`: temperature must be ≥ 0");
         }
         let beta = spec.params.get("beta").map(|_| spec.get("beta", 0.0)).transpose()?;
-        Self::load(Path::new(dir), temperature, beta, spec.to_string())
+        let mut agent = Self::load(Path::new(dir), temperature, beta, spec.to_string())?;
+        agent.repeat = spec.get("repeat", true)?;
+        Ok(agent)
     }
 
     /// Loads a checkpoint folder.
@@ -69,6 +74,7 @@ impl LearnedAgent {
             algo: c.algo,
             temperature,
             beta,
+            repeat: true,
             spec,
             device,
             encoded: HashMap::new(),
@@ -125,9 +131,14 @@ impl<S: Scenario> Agent<S> for LearnedAgent {
             let index: HashMap<String, u32> = cands.iter().enumerate().map(|(i, c)| (c.clone(), i as u32)).collect();
             let said: Vec<Vec<(u32, u32)>> =
                 members.iter().map(|&i| said_before(turns[i].transcript, &index)).collect();
-            let said = SaidMatrix::new(said.iter().map(Vec::as_slice), cands.len(), &self.device)?;
-            let scores: Vec<Vec<f32>> = self.scores(&states, &said, &cands)?.to_vec2()?;
-            for (&i, row) in members.iter().zip(scores) {
+            let said_m = SaidMatrix::new(said.iter().map(Vec::as_slice), cands.len(), &self.device)?;
+            let scores: Vec<Vec<f32>> = self.scores(&states, &said_m, &cands)?.to_vec2()?;
+            for ((&i, mut row), said) in members.iter().zip(scores).zip(&said) {
+                if !self.repeat && said.len() < row.len() {
+                    for &(c, _) in said {
+                        row[c as usize] = f32::NEG_INFINITY;
+                    }
+                }
                 out[i] = cands[choose(&row, self.temperature, &mut turns[i].rng)].clone();
             }
         }

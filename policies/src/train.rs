@@ -97,8 +97,11 @@ pub struct TrainConfig {
     pub bc_weight: f64,
     /// Filtered BC keeps the top `filter_fraction` of episodes by return.
     pub filter_fraction: f64,
-    /// Optimizer.
+    /// Optimizer (`optimizer.lr` is the peak learning rate of the schedule).
     pub optimizer: AdamWConfig,
+    /// Learning-rate schedule over `steps`.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
     /// Network sizes.
     pub model: ModelConfig,
     /// Text featurizer.
@@ -132,12 +135,41 @@ impl Default for TrainConfig {
             bc_weight: 1.0,
             filter_fraction: 0.3,
             optimizer: AdamWConfig { lr: 1e-3, ..Default::default() },
+            lr_schedule: LrSchedule::Constant,
             model: ModelConfig::default(),
             featurizer: HashedNgrams::default(),
             checkpoint_every: 1000,
             log_every: 50,
             seed: 0,
             fused_cpu_kernels: true,
+        }
+    }
+}
+
+/// How the learning rate moves over a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum LrSchedule {
+    /// `optimizer.lr` throughout.
+    #[default]
+    Constant,
+    /// Cosine annealing from `optimizer.lr` at step 0 to `final_ratio·optimizer.lr` at the
+    /// last step: lr(t) = lr·(ρ + (1 − ρ)·½(1 + cos(π t / steps))).
+    Cosine {
+        /// ρ, the final fraction of the peak rate.
+        final_ratio: f64,
+    },
+}
+
+impl LrSchedule {
+    /// The learning rate of step `t` (0-based) of `steps`, for peak rate `lr`.
+    pub fn at(self, lr: f64, t: usize, steps: usize) -> f64 {
+        match self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Cosine { final_ratio } => {
+                let x = (t as f64 / steps.max(1) as f64).min(1.0);
+                lr * (final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + (std::f64::consts::PI * x).cos()))
+            }
         }
     }
 }
@@ -215,6 +247,7 @@ impl Learner {
             bail!("loss became {total} at step {}; lower the learning rate", self.step);
         }
         let grads = loss.backward()?;
+        self.opt.config.lr = c.lr_schedule.at(c.optimizer.lr, self.step, c.steps);
         self.opt.step(&grads)?;
         if c.algo == Algo::Ilql {
             for (name, var) in self.target_params.iter() {

@@ -191,3 +191,14 @@ fn damaged_checkpoints_are_clear_errors() {
     let err = dialogym_policies::agent::LearnedAgent::load(&dir, 0.0, None, "x".into()).err().unwrap();
     assert!(err.to_string().contains("config.json:1:"), "{err:#}");
 }
+
+#[test]
+fn cosine_schedule_anneals_from_peak_to_the_final_ratio() {
+    use dialogym_policies::train::LrSchedule;
+    let s = LrSchedule::Cosine { final_ratio: 0.1 };
+    assert!((s.at(1e-3, 0, 100) - 1e-3).abs() < 1e-12);
+    assert!((s.at(1e-3, 50, 100) - 0.55e-3).abs() < 1e-12);
+    assert!((s.at(1e-3, 100, 100) - 1e-4).abs() < 1e-12);
+    assert!((0..100).all(|t| s.at(1e-3, t + 1, 100) <= s.at(1e-3, t, 100)));
+    assert_eq!(LrSchedule::Constant.at(1e-3, 70, 100), 1e-3);
+}
