@@ -38,7 +38,9 @@ fn experiment_reports_every_training_seed_and_the_bars() {
     let ilql = seeds.iter().find(|s| s["algo"] == "ilql").unwrap()["mean_return"].as_f64().unwrap();
     let greedy = report["main"].as_array().unwrap().iter().find(|r| r["agent"] == "greedy-eig(slip=0.05)").unwrap();
     let vs_greedy = bars.iter().find(|b| b["what"].as_str().unwrap().contains("greedy")).unwrap();
-    assert!((vs_greedy["measured"].as_f64().unwrap() - (ilql - greedy["return"]["mean"].as_f64().unwrap())).abs() < 1e-9);
+    assert!(
+        (vs_greedy["measured"].as_f64().unwrap() - (ilql - greedy["return"]["mean"].as_f64().unwrap())).abs() < 1e-9
+    );
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("## Learned agents over 2 training seeds") && md.contains("## Bars"), "{md}");
     // A second run reuses everything (no retraining): same report.
