@@ -128,13 +128,17 @@ fn learners(corpus: &Path, out: &Path, args: &ExperimentArgs, stop: &AtomicBool)
         let config = TrainConfig { algo, seed, ..args.train.clone() };
         let s = crate::train::run(corpus, &config, &dir, dir.join("model.safetensors").exists(), "cpu", stop, true)
             .with_context(|| format!("training {}", algo.name()))?;
-        eprintln!(
-            "    {}: {} transitions, {:.1} steps/s -> {}",
-            algo.name(),
-            s.transitions,
-            s.steps_per_second,
-            dir.display()
-        );
+        if s.steps == 0 {
+            eprintln!("    {}: reused {}", algo.name(), dir.display());
+        } else {
+            eprintln!(
+                "    {}: {} transitions, {:.1} steps/s -> {}",
+                algo.name(),
+                s.transitions,
+                s.steps_per_second,
+                dir.display()
+            );
+        }
         done.push((algo, seed, dir));
     }
     Ok(done)

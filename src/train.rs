@@ -14,7 +14,7 @@ use dialogym_policies::train::{MetricsLine, TrainConfig, device, train};
 pub struct TrainSummary {
     /// Transitions in the corpus.
     pub transitions: usize,
-    /// Steps taken in this invocation.
+    /// Steps taken in this invocation (0: the checkpoint was already complete).
     pub steps: usize,
     /// Steps per second.
     pub steps_per_second: f64,
@@ -61,8 +61,8 @@ pub fn run(
     let seconds = start.elapsed().as_secs_f64();
     Ok(TrainSummary {
         transitions: data.len(),
-        steps: learner.step,
-        steps_per_second: learner.step as f64 / seconds.max(1e-9),
+        steps: learner.step - learner.start_step,
+        steps_per_second: (learner.step - learner.start_step) as f64 / seconds.max(1e-9),
         last,
     })
 }

@@ -202,6 +202,8 @@ pub struct Learner {
     opt: AdamW,
     /// Steps taken.
     pub step: usize,
+    /// The step this run started from (non-zero after a resume).
+    pub start_step: usize,
 }
 
 impl Learner {
@@ -223,7 +225,7 @@ impl Learner {
             var.set(src.as_tensor())?;
         }
         let opt = AdamW::new(&params, config.optimizer, config.fused_cpu_kernels)?;
-        Ok(Learner { config: config.clone(), params, online, target_params, target, opt, step: 0 })
+        Ok(Learner { config: config.clone(), params, online, target_params, target, opt, step: 0, start_step: 0 })
     }
 
     /// One gradient step on a batch; returns the logged terms.
@@ -298,6 +300,7 @@ impl Learner {
             map.iter().filter_map(|(k, v)| k.strip_prefix("opt.").map(|k| (k.to_string(), v.clone()))).collect();
         self.opt.load_state(&opt, step as u64)?;
         self.step = step as usize;
+        self.start_step = self.step;
         Ok(())
     }
 }
