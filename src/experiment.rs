@@ -202,8 +202,10 @@ fn across_seeds(results: &[AgentResult], learned: &[(Algo, u64, &'static str, St
         s.seeds.push(*seed);
         s.returns.push(r.ret.mean);
         s.successes.push(r.success.mean);
-        s.mean_return = s.returns.iter().sum::<f64>() / s.returns.len() as f64;
-        s.mean_success = s.successes.iter().sum::<f64>() / s.successes.len() as f64;
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    for s in &mut out {
+        (s.mean_return, s.mean_success) = (mean(&s.returns), mean(&s.successes));
     }
     out
 }

@@ -177,6 +177,12 @@ impl ServerModel {
     }
 
     /// One HTTP exchange.
+    /// A failure of the connection itself (retried when `describe` says it may pass).
+    fn transport_failure(&self, e: &ureq::Error, what: String) -> Failure {
+        let (retry, cause) = describe(e, self.options.timeout_s);
+        Failure { retry, message: format!("{what}: {cause}"), wait_s: None }
+    }
+
     fn try_once(&self, body: &str) -> std::result::Result<String, Failure> {
         let url = self.endpoint();
         let mut req = self.agent.post(&url).header("Content-Type", "application/json");
@@ -185,14 +191,7 @@ impl ServerModel {
         }
         let mut response = match req.send(body) {
             Ok(r) => r,
-            Err(e) => {
-                let (retry, cause) = describe(&e, self.options.timeout_s);
-                return Err(Failure {
-                    retry,
-                    message: format!("cannot reach the LLM server at {}: {cause}", self.base),
-                    wait_s: None,
-                });
-            }
+            Err(e) => return Err(self.transport_failure(&e, format!("cannot reach the LLM server at {}", self.base))),
         };
         let status = response.status().as_u16();
         let wait_s = response
@@ -203,12 +202,7 @@ impl ServerModel {
         let text = match response.body_mut().with_config().limit(16 << 20).read_to_string() {
             Ok(t) => t,
             Err(e) => {
-                let (retry, cause) = describe(&e, self.options.timeout_s);
-                return Err(Failure {
-                    retry,
-                    message: format!("the LLM server at {} broke off its answer: {cause}", self.base),
-                    wait_s: None,
-                });
+                return Err(self.transport_failure(&e, format!("the LLM server at {} broke off its answer", self.base)));
             }
         };
         if !(200..300).contains(&status) {
