@@ -1,6 +1,11 @@
-//! Throughput of scripted 20 Questions: the ECS world with the corpus writer against a
-//! plain loop that plays the same speakers with no world and no writing (the baseline, run
-//! in the same process). Prints episodes/s and the ratio.
+//! Throughput of scripted 20 Questions, three rates in one process (median of 3 each):
+//!
+//! 1. the plain loop: the same speakers played one episode at a time, no world, no writing
+//!    (the baseline);
+//! 2. the ECS world with a sink that discards finished episodes (the world's own cost);
+//! 3. the ECS world writing the JSONL corpus (and, last, JSONL + Parquet).
+//!
+//! Prints episodes/s and each rate's ratio to the plain loop, and the CPU it ran on.
 //!
 //! `cargo bench --bench generate` (or `-- EPISODES`).
 
@@ -9,7 +14,8 @@ use std::time::Instant;
 
 use dialogym::engine::corpus::Format;
 use dialogym::engine::seed::{Stream, episode_seed, turn_rng};
-use dialogym::engine::{AgentTurn, Message, PersonaTurn, Scenario, Spec};
+use dialogym::engine::world::PlayConfig;
+use dialogym::engine::{AgentTurn, Message, MixSpec, PersonaTurn, Scenario, Spec};
 use dialogym::generate::{GenerateArgs, generate};
 
 fn plain_loop(episodes: u64) -> f64 {
@@ -43,6 +49,23 @@ fn plain_loop(episodes: u64) -> f64 {
     episodes as f64 / start.elapsed().as_secs_f64()
 }
 
+fn world_discarding(episodes: u64) -> f64 {
+    let session = dialogym::session::load("twenty-questions").expect("scenario");
+    let cast = session
+        .prepare(&MixSpec::parse("greedy-eig").expect("spec"), &MixSpec::parse("oracle").expect("spec"))
+        .expect("cast");
+    let (tx, rx) = crossbeam_channel::bounded(1024);
+    let sink = std::thread::spawn(move || rx.iter().count());
+    let config = PlayConfig { seed: 7, run_id: "bench".into(), episodes: (0..episodes).collect(), concurrency: 256 };
+    let start = Instant::now();
+    let tally = cast.play(&config, tx, &AtomicBool::new(false), &mut |_| {}).expect("play");
+    let received = sink.join().expect("sink");
+    let rate = episodes as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(received as u64, episodes);
+    assert!(tally.successes > episodes * 99 / 100);
+    rate
+}
+
 fn world(episodes: u64, formats: Vec<Format>) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let args = GenerateArgs {
@@ -66,14 +89,44 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// `lscpu`'s model name and the SIMD features this build can use.
+fn cpu() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mut simd = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        for (name, on) in [
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            ("avx512vnni", std::arch::is_x86_feature_detected!("avx512vnni")),
+        ] {
+            if on {
+                simd.push(name);
+            }
+        }
+    }
+    format!("{model} ({}), {} threads", simd.join(", "), std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 fn main() {
     let episodes: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100_000);
     let reps = 3;
     let base = median((0..reps).map(|_| plain_loop(episodes)).collect());
+    let discard = median((0..reps).map(|_| world_discarding(episodes)).collect());
     let jsonl = median((0..reps).map(|_| world(episodes, vec![Format::Jsonl])).collect());
     let both = median((0..reps).map(|_| world(episodes, vec![Format::Jsonl, Format::Parquet])).collect());
     println!("scripted 20 Questions, greedy-eig vs oracle, {episodes} episodes, median of {reps}");
+    println!("CPU: {}", cpu());
     println!("plain loop, no world, no writing : {base:>10.0} episodes/s");
+    println!("ECS world, discarding sink       : {discard:>10.0} episodes/s  ({:.2}x the plain loop)", discard / base);
     println!("ECS world + JSONL writer         : {jsonl:>10.0} episodes/s  ({:.2}x the plain loop)", jsonl / base);
     println!("ECS world + JSONL + Parquet      : {both:>10.0} episodes/s  ({:.2}x the plain loop)", both / base);
 }
