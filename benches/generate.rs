@@ -1,4 +1,4 @@
-//! Throughput of scripted 20 Questions, three rates in one process (median of 3 each):
+//! Throughput of scripted 20 Questions, three rates in one process (median of 5 interleaved rounds):
 //!
 //! 1. the plain loop: the same speakers played one episode at a time, no world, no writing
 //!    (the baseline);
@@ -118,12 +118,18 @@ fn cpu() -> String {
 
 fn main() {
     let episodes: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100_000);
-    let reps = 3;
-    let base = median((0..reps).map(|_| plain_loop(episodes)).collect());
-    let discard = median((0..reps).map(|_| world_discarding(episodes)).collect());
-    let jsonl = median((0..reps).map(|_| world(episodes, vec![Format::Jsonl])).collect());
-    let both = median((0..reps).map(|_| world(episodes, vec![Format::Jsonl, Format::Parquet])).collect());
-    println!("scripted 20 Questions, greedy-eig vs oracle, {episodes} episodes, median of {reps}");
+    // Interleaved repetitions: each round runs all four, so a load that comes and goes on
+    // the machine weighs on every rate alike.
+    let reps = 5;
+    let (mut base, mut discard, mut jsonl, mut both) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        base.push(plain_loop(episodes));
+        discard.push(world_discarding(episodes));
+        jsonl.push(world(episodes, vec![Format::Jsonl]));
+        both.push(world(episodes, vec![Format::Jsonl, Format::Parquet]));
+    }
+    let (base, discard, jsonl, both) = (median(base), median(discard), median(jsonl), median(both));
+    println!("scripted 20 Questions, greedy-eig vs oracle, {episodes} episodes, median of {reps} interleaved rounds");
     println!("CPU: {}", cpu());
     println!("plain loop, no world, no writing : {base:>10.0} episodes/s");
     println!("ECS world, discarding sink       : {discard:>10.0} episodes/s  ({:.2}x the plain loop)", discard / base);

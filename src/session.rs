@@ -10,10 +10,8 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Result, bail};
 use crossbeam_channel::Sender;
 use dialogym_engine::corpus::EpisodeRecord;
-use dialogym_engine::seed::{Stream, turn_rng};
-use dialogym_engine::transcript::agent_turns;
 use dialogym_engine::world::{PlayConfig, Pool, Tally, play};
-use dialogym_engine::{Agent, Judgement, Message, MixSpec, Persona, Role, Scenario, Spec};
+use dialogym_engine::{Agent, Judgement, Message, MixSpec, Persona, Scenario, Spec};
 use dialogym_scenarios::entity::EntityScenario;
 use dialogym_scenarios::polling::Poll;
 use dialogym_scenarios::preference::Preference;
@@ -331,15 +329,7 @@ impl<S: Roster> Session for Arc<S> {
     }
 
     fn rejudge(&self, episode_seed: u64, transcript: &[Message]) -> Result<(serde_json::Value, Vec<Judgement>)> {
-        let hidden = self.sample_hidden(&mut turn_rng(episode_seed, 0, Stream::Hidden));
-        let verdicts = (1..=transcript.len())
-            .map(|n| {
-                let prefix = &transcript[..n];
-                let v = self.judge(&hidden, prefix);
-                let out_of_turns = prefix[n - 1].role == Role::Agent && agent_turns(prefix) >= self.max_agent_turns();
-                Judgement { done: v.done || out_of_turns, ..v }
-            })
-            .collect();
+        let (hidden, verdicts) = dialogym_engine::judge::replay(&**self, episode_seed, transcript);
         Ok((serde_json::to_value(&hidden)?, verdicts))
     }
 }

@@ -148,7 +148,7 @@ impl Manifest {
             config,
         };
         let key = serde_json::json!([m.seed, m.episodes, m.shard_size, m.formats, m.config]).to_string();
-        m.run_id = format!("{:016x}", fnv1a(key.as_bytes()));
+        m.run_id = format!("{:016x}", crate::util::fnv1a(key.as_bytes()));
         m
     }
 
@@ -171,10 +171,6 @@ impl Manifest {
 }
 
 const MANIFEST: &str = "manifest.json";
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
-}
 
 /// File name of shard `k` in `format`.
 pub fn shard_name(k: u64, format: Format) -> String {

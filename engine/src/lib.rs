@@ -6,6 +6,7 @@
 //! implement [`lm::LanguageModel`].
 
 pub mod corpus;
+pub mod judge;
 pub mod lm;
 pub mod scenario;
 pub mod seed;
@@ -13,6 +14,7 @@ pub mod speaker;
 pub mod spec;
 pub mod stats;
 pub mod transcript;
+pub mod util;
 pub mod world;
 
 pub use scenario::{Judgement, Scenario};

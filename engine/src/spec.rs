@@ -145,14 +145,7 @@ impl MixSpec {
 
     /// Index of the component drawn by `u` in [0, 1).
     pub fn pick(&self, u: f64) -> usize {
-        let mut acc = 0.0;
-        for (i, (_, w)) in self.components.iter().enumerate() {
-            acc += w;
-            if u < acc {
-                return i;
-            }
-        }
-        self.components.len() - 1
+        crate::util::weighted_index(self.components.iter().map(|c| c.1), u)
     }
 }
 

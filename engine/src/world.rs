@@ -1,34 +1,35 @@
-//! The ECS world that plays many conversations at once, one message per tick.
+//! The ECS world that plays many conversations at once.
 //!
-//! Each live episode is an entity. One tick of the chained schedule reads like a turn of
+//! Each live episode is an entity. One tick of the chained schedule reads like a round of
 //! every conversation:
 //!
 //! ```text
-//! spawn ─► dispatch ─► collect ─► judge ─► record ─► progress
+//! spawn ─► agents speak ─► personas speak ─► record ─► progress
 //! ```
 //!
-//! `dispatch` hands each speaker all the conversations waiting on it as ONE batch; replies
-//! come back through a crossbeam channel (so a backend may answer from another thread);
-//! `judge` asks the scenario for the reward; `record` sends finished episodes to the corpus
-//! writer thread. Every draw comes from [`turn_rng`], keyed by the episode, never by the
-//! order of play: the same seed gives the same episodes whatever the concurrency.
+//! `agents_speak` hands each agent all the conversations waiting on it as ONE batch (a
+//! local model decodes them together, a server backend sends them at once), appends each
+//! reply to its transcript and judges it at once ([`judge::verdict`]); `personas_speak`
+//! does the same for the conversations that now wait on their persona; `record` sends
+//! finished episodes to the sink (the corpus writer thread). Every draw comes from
+//! [`turn_rng`], keyed by the episode, never by the order of play: the same seed gives
+//! the same episodes whatever the concurrency.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, anyhow};
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings, SingleThreadedExecutor};
-use crossbeam_channel::{Receiver, Sender};
-use rand::Rng as _;
+use crossbeam_channel::Sender;
 
 use crate::corpus::{EpisodeRecord, SCHEMA_VERSION};
+use crate::judge;
 use crate::scenario::Scenario;
 use crate::seed::{Stream, episode_seed, turn_rng};
 use crate::speaker::{Agent, AgentTurn, Persona, PersonaTurn};
-use crate::transcript::{Message, Role, agent_turns};
+use crate::transcript::{Message, agent_turns};
 
 /// Identity of a live episode: its index in the run and its derived seed.
 #[derive(Component)]
@@ -58,10 +59,6 @@ pub enum Phase {
     AgentToSpeak,
     /// Waiting for the persona's reply.
     PersonaToSpeak,
-    /// A speaker has the request; the reply arrives through the inbox.
-    InFlight,
-    /// A new message arrived; the scenario must judge it.
-    Judging,
     /// The episode ended and waits to be recorded.
     Done,
 }
@@ -79,16 +76,24 @@ pub struct Participants {
     pub persona: usize,
 }
 
-/// The scenario and the speaker pools, shared by every episode.
+/// The scenario and who plays, shared by every episode.
 #[derive(Resource)]
 struct Cast<S: Scenario> {
     scenario: Arc<S>,
-    agents: Mutex<Vec<Box<dyn Agent<S>>>>,
+    scenario_id: String,
     agent_ids: Vec<String>,
     agent_weights: Vec<f64>,
-    personas: Mutex<Vec<Box<dyn Persona<S>>>>,
     persona_ids: Vec<String>,
     persona_weights: Vec<f64>,
+}
+
+/// The speakers themselves. Speakers are `Send` but need not be `Sync`, so they live in a
+/// non-send resource: the schedule is single-threaded and calls them with no lock.
+struct Speakers<S: Scenario> {
+    agents: Vec<Box<dyn Agent<S>>>,
+    personas: Vec<Box<dyn Persona<S>>>,
+    /// Per speaker, the entities of this tick's batch (kept between ticks: no allocation).
+    batches: Vec<Vec<Entity>>,
 }
 
 /// Which episodes remain to be played and how many may be live at once.
@@ -99,14 +104,6 @@ struct Plan {
     pending: VecDeque<u64>,
     live: usize,
     concurrency: usize,
-}
-
-/// Replies from speakers, keyed by the entity that asked (a backend may answer from
-/// another thread).
-#[derive(Resource)]
-struct Inbox {
-    tx: Sender<(Entity, String)>,
-    rx: Receiver<(Entity, String)>,
 }
 
 /// The channel to the corpus writer thread.
@@ -135,10 +132,8 @@ fn spawn_episodes<S: Scenario>(mut commands: Commands, mut plan: ResMut<Plan>, c
     while plan.live < plan.concurrency {
         let Some(index) = plan.pending.pop_front() else { break };
         let seed = episode_seed(plan.master_seed, index);
-        let hidden = cast.scenario.sample_hidden(&mut turn_rng(seed, 0, Stream::Hidden));
-        let mut pick = turn_rng(seed, 0, Stream::Participants);
-        let agent = pick_index(&cast.agent_weights, pick.random::<f64>());
-        let persona = pick_index(&cast.persona_weights, pick.random::<f64>());
+        let hidden = judge::hidden_for(&*cast.scenario, seed);
+        let (agent, persona) = judge::participants_for(seed, &cast.agent_weights, &cast.persona_weights);
         commands.spawn((
             Episode { index, seed },
             Transcript::default(),
@@ -151,158 +146,139 @@ fn spawn_episodes<S: Scenario>(mut commands: Commands, mut plan: ResMut<Plan>, c
     }
 }
 
-fn pick_index(weights: &[f64], u: f64) -> usize {
-    let mut acc = 0.0;
-    for (i, w) in weights.iter().enumerate() {
-        acc += w;
-        if u < acc {
-            return i;
-        }
-    }
-    weights.len() - 1
-}
-
 type TurnQuery<'w, 's, H> = Query<
     'w,
     's,
-    (Entity, &'static Episode, &'static Transcript, &'static HiddenState<H>, &'static Participants, &'static mut Phase),
+    (
+        Entity,
+        &'static Episode,
+        &'static mut Transcript,
+        &'static HiddenState<H>,
+        &'static Participants,
+        &'static mut Ledger,
+        &'static mut Phase,
+    ),
 >;
 
-/// Gathers every conversation waiting on a speaker and hands each speaker its batch.
-fn dispatch_turns<S: Scenario>(
-    mut query: TurnQuery<S::Hidden>,
-    cast: Res<Cast<S>>,
-    inbox: Res<Inbox>,
-    mut failure: ResMut<Failure>,
+/// Which side speaks in a pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Agent,
+    Persona,
+}
+
+/// One pass of one side: every conversation waiting on that side, batched per speaker;
+/// each reply is appended to its transcript and judged at once.
+fn speak<S: Scenario>(
+    side: Side,
+    query: &mut TurnQuery<S::Hidden>,
+    cast: &Cast<S>,
+    speakers: &mut Speakers<S>,
+    failure: &mut Failure,
+    tally: &mut Tally,
 ) {
     if failure.0.is_some() {
         return;
     }
-    let mut agent_batches: Vec<Vec<Entity>> = vec![Vec::new(); cast.agent_weights.len()];
-    let mut persona_batches: Vec<Vec<Entity>> = vec![Vec::new(); cast.persona_weights.len()];
-    for (entity, _, _, _, who, phase) in query.iter() {
-        match phase {
-            Phase::AgentToSpeak => agent_batches[who.agent].push(entity),
-            Phase::PersonaToSpeak => persona_batches[who.persona].push(entity),
-            _ => {}
+    let Cast { scenario, agent_ids, persona_ids, .. } = cast;
+    let Speakers { agents, personas, batches } = speakers;
+    let scenario = &**scenario;
+    let (waiting, speakers) = match side {
+        Side::Agent => (Phase::AgentToSpeak, agents.len()),
+        Side::Persona => (Phase::PersonaToSpeak, personas.len()),
+    };
+    if batches.len() < speakers {
+        batches.resize_with(speakers, Vec::new);
+    }
+    for b in batches.iter_mut() {
+        b.clear();
+    }
+    for (e, _, _, _, who, _, phase) in query.iter() {
+        if *phase == waiting {
+            batches[if side == Side::Agent { who.agent } else { who.persona }].push(e);
         }
     }
-    let scenario = &*cast.scenario;
-    let mut agents = cast.agents.lock().unwrap_or_else(|p| p.into_inner());
-    for (i, batch) in agent_batches.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
-        let mut turns: Vec<AgentTurn<'_>> = batch
-            .iter()
-            .filter_map(|&e| query.get(e).ok())
-            .map(|(_, ep, tr, _, _, _)| AgentTurn {
-                episode: ep.index,
-                transcript: &tr.0,
-                rng: turn_rng(ep.seed, tr.0.len() as u32, Stream::Agent),
-            })
-            .collect();
-        match agents[i].act(scenario, &mut turns) {
-            Ok(replies) if replies.len() == batch.len() => {
-                for (&e, text) in batch.iter().zip(replies) {
-                    let _ = inbox.tx.send((e, text));
-                }
-            }
-            Ok(replies) => {
-                failure.0 = Some(anyhow!(
-                    "agent {} returned {} replies for {} conversations",
-                    cast.agent_ids[i],
-                    replies.len(),
-                    batch.len()
-                ));
-                return;
-            }
-            Err(e) => {
-                failure.0 = Some(e.context(format!("agent {}", cast.agent_ids[i])));
-                return;
-            }
-        }
-    }
-    drop(agents);
-    let mut personas = cast.personas.lock().unwrap_or_else(|p| p.into_inner());
-    for (i, batch) in persona_batches.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
-        let mut turns: Vec<PersonaTurn<'_, S::Hidden>> = batch
-            .iter()
-            .filter_map(|&e| query.get(e).ok())
-            .map(|(_, ep, tr, hidden, _, _)| PersonaTurn {
-                episode: ep.index,
-                hidden: &hidden.0,
-                transcript: &tr.0,
-                rng: turn_rng(ep.seed, tr.0.len() as u32, Stream::Persona),
-            })
-            .collect();
-        match personas[i].reply(scenario, &mut turns) {
-            Ok(replies) if replies.len() == batch.len() => {
-                for (&e, text) in batch.iter().zip(replies) {
-                    let _ = inbox.tx.send((e, text));
-                }
-            }
-            Ok(replies) => {
-                failure.0 = Some(anyhow!(
-                    "persona {} returned {} replies for {} conversations",
-                    cast.persona_ids[i],
-                    replies.len(),
-                    batch.len()
-                ));
-                return;
-            }
-            Err(e) => {
-                failure.0 = Some(e.context(format!("persona {}", cast.persona_ids[i])));
-                return;
-            }
-        }
-    }
-    drop(personas);
-    for batch in agent_batches.iter().chain(&persona_batches) {
-        for &e in batch {
-            if let Ok((.., mut phase)) = query.get_mut(e) {
-                *phase = Phase::InFlight;
-            }
-        }
-    }
-}
-
-/// Appends the replies that arrived to their transcripts.
-fn collect_replies(inbox: Res<Inbox>, mut query: Query<(&mut Transcript, &mut Phase)>, mut tally: ResMut<Tally>) {
-    for (entity, text) in inbox.rx.try_iter() {
-        let Ok((mut transcript, mut phase)) = query.get_mut(entity) else { continue };
-        let role = if transcript.0.len() % 2 == 0 { Role::Agent } else { Role::Persona };
-        transcript.0.push(match role {
-            Role::Agent => Message::agent(text),
-            Role::Persona => Message::persona(text),
-        });
-        *phase = Phase::Judging;
-        tally.messages += 1;
-    }
-}
-
-/// Asks the scenario for the reward of each new message and decides who speaks next.
-fn judge_messages<S: Scenario>(
-    cast: Res<Cast<S>>,
-    mut query: Query<(&Transcript, &HiddenState<S::Hidden>, &mut Ledger, &mut Phase)>,
-) {
-    let scenario = &*cast.scenario;
-    for (transcript, hidden, mut ledger, mut phase) in query.iter_mut() {
-        if *phase != Phase::Judging {
+    for (i, batch) in batches.iter().enumerate().take(speakers) {
+        if batch.is_empty() {
             continue;
         }
-        let verdict = scenario.judge(&hidden.0, &transcript.0);
-        let last_role = transcript.0.last().map(|m| m.role);
-        // The turn limit is the scenario's to enforce; the engine backs it up so a buggy
-        // judge can never loop forever.
-        let out_of_turns = last_role == Some(Role::Agent) && agent_turns(&transcript.0) >= scenario.max_agent_turns();
-        let done = verdict.done || out_of_turns;
-        ledger.rewards.push(verdict.reward);
-        ledger.dones.push(done);
-        ledger.success = verdict.success;
-        *phase = match (done, last_role) {
-            (true, _) => Phase::Done,
-            (false, Some(Role::Agent)) => Phase::PersonaToSpeak,
-            (false, _) => Phase::AgentToSpeak,
+        let replies = match side {
+            Side::Agent => {
+                let mut turns: Vec<AgentTurn<'_>> = Vec::with_capacity(batch.len());
+                for &e in batch {
+                    if let Ok((_, ep, tr, ..)) = query.get(e) {
+                        let rng = turn_rng(ep.seed, tr.0.len() as u32, Stream::Agent);
+                        turns.push(AgentTurn { episode: ep.index, transcript: &tr.0, rng });
+                    }
+                }
+                agents[i].act(scenario, &mut turns).map_err(|e| e.context(format!("agent {}", agent_ids[i])))
+            }
+            Side::Persona => {
+                let mut turns: Vec<PersonaTurn<'_, S::Hidden>> = Vec::with_capacity(batch.len());
+                for &e in batch {
+                    if let Ok((_, ep, tr, hidden, ..)) = query.get(e) {
+                        let rng = turn_rng(ep.seed, tr.0.len() as u32, Stream::Persona);
+                        turns.push(PersonaTurn { episode: ep.index, hidden: &hidden.0, transcript: &tr.0, rng });
+                    }
+                }
+                personas[i].reply(scenario, &mut turns).map_err(|e| e.context(format!("persona {}", persona_ids[i])))
+            }
         };
+        let replies = match replies {
+            Ok(r) if r.len() == batch.len() => r,
+            Ok(r) => {
+                let (kind, who) =
+                    if side == Side::Agent { ("agent", &agent_ids[i]) } else { ("persona", &persona_ids[i]) };
+                failure.0 =
+                    Some(anyhow!("{kind} {who} returned {} replies for {} conversations", r.len(), batch.len()));
+                return;
+            }
+            Err(e) => {
+                failure.0 = Some(e);
+                return;
+            }
+        };
+        for (&e, text) in batch.iter().zip(replies) {
+            let Ok((_, _, mut transcript, hidden, _, mut ledger, mut phase)) = query.get_mut(e) else { continue };
+            transcript.0.push(match side {
+                Side::Agent => Message::agent(text),
+                Side::Persona => Message::persona(text),
+            });
+            tally.messages += 1;
+            let v = judge::verdict(scenario, &hidden.0, &transcript.0);
+            ledger.rewards.push(v.reward);
+            ledger.dones.push(v.done);
+            ledger.success = v.success;
+            *phase = match (v.done, side) {
+                (true, _) => Phase::Done,
+                (false, Side::Agent) => Phase::PersonaToSpeak,
+                (false, Side::Persona) => Phase::AgentToSpeak,
+            };
+        }
     }
+}
+
+/// Every conversation waiting on its agent gets its utterance (and its verdict).
+fn agents_speak<S: Scenario>(
+    mut query: TurnQuery<S::Hidden>,
+    cast: Res<Cast<S>>,
+    mut speakers: NonSendMut<Speakers<S>>,
+    mut failure: ResMut<Failure>,
+    mut tally: ResMut<Tally>,
+) {
+    speak(Side::Agent, &mut query, &cast, &mut speakers, &mut failure, &mut tally);
+}
+
+/// Every conversation waiting on its persona (those whose agent just spoke, too) gets
+/// its reply (and its verdict).
+fn personas_speak<S: Scenario>(
+    mut query: TurnQuery<S::Hidden>,
+    cast: Res<Cast<S>>,
+    mut speakers: NonSendMut<Speakers<S>>,
+    mut failure: ResMut<Failure>,
+    mut tally: ResMut<Tally>,
+) {
+    speak(Side::Persona, &mut query, &cast, &mut speakers, &mut failure, &mut tally);
 }
 
 /// Sends finished episodes to the corpus writer and frees their entities.
@@ -313,9 +289,17 @@ fn record_episodes<S: Scenario>(
     outbox: Res<Outbox>,
     mut failure: ResMut<Failure>,
     mut tally: ResMut<Tally>,
-    mut query: Query<(Entity, &Episode, &mut Transcript, &HiddenState<S::Hidden>, &Participants, &mut Ledger, &Phase)>,
+    mut query: Query<(
+        Entity,
+        &mut Episode,
+        &mut Transcript,
+        &mut HiddenState<S::Hidden>,
+        &mut Participants,
+        &mut Ledger,
+        &mut Phase,
+    )>,
 ) {
-    for (entity, episode, mut transcript, hidden, who, mut ledger, phase) in query.iter_mut() {
+    for (entity, mut episode, mut transcript, mut hidden, mut who, mut ledger, mut phase) in query.iter_mut() {
         if *phase != Phase::Done {
             continue;
         }
@@ -335,7 +319,7 @@ fn record_episodes<S: Scenario>(
             run_id: plan.run_id.clone(),
             episode: episode.index,
             seed: episode.seed,
-            scenario: cast.scenario.id(),
+            scenario: cast.scenario_id.clone(),
             agent: cast.agent_ids[who.agent].clone(),
             persona: cast.persona_ids[who.persona].clone(),
             hidden: hidden_json,
@@ -354,8 +338,23 @@ fn record_episodes<S: Scenario>(
             failure.0.get_or_insert_with(|| anyhow!("the corpus writer stopped"));
             return;
         }
-        commands.entity(entity).despawn();
-        plan.live -= 1;
+        // The entity plays the next pending episode, if any, in place (no despawn and
+        // spawn, no archetype moves); else it is freed.
+        match plan.pending.pop_front() {
+            Some(index) => {
+                let seed = episode_seed(plan.master_seed, index);
+                hidden.0 = judge::hidden_for(&*cast.scenario, seed);
+                let (agent, persona) = judge::participants_for(seed, &cast.agent_weights, &cast.persona_weights);
+                *who = Participants { agent, persona };
+                *episode = Episode { index, seed };
+                *ledger = Ledger::default();
+                *phase = Phase::AgentToSpeak;
+            }
+            None => {
+                commands.entity(entity).despawn();
+                plan.live -= 1;
+            }
+        }
     }
 }
 
@@ -396,17 +395,20 @@ pub fn play<S: Scenario>(
         return Err(anyhow!("concurrency must be at least 1"));
     }
     let mut world = World::new();
-    let (tx, rx) = crossbeam_channel::unbounded();
     let (agent_ids, agent_weights): (Vec<_>, Vec<_>) = agents.iter().map(|(a, w)| (a.id(), *w)).unzip();
     let (persona_ids, persona_weights): (Vec<_>, Vec<_>) = personas.iter().map(|(p, w)| (p.id(), *w)).unzip();
     world.insert_resource(Cast::<S> {
+        scenario_id: scenario.id(),
         scenario,
-        agents: Mutex::new(agents.into_iter().map(|a| a.0).collect()),
         agent_ids,
         agent_weights: normalized(agent_weights),
-        personas: Mutex::new(personas.into_iter().map(|p| p.0).collect()),
         persona_ids,
         persona_weights: normalized(persona_weights),
+    });
+    world.insert_non_send(Speakers::<S> {
+        agents: agents.into_iter().map(|a| a.0).collect(),
+        personas: personas.into_iter().map(|p| p.0).collect(),
+        batches: Vec::new(),
     });
     world.insert_resource(Plan {
         master_seed: config.seed,
@@ -415,7 +417,6 @@ pub fn play<S: Scenario>(
         live: 0,
         concurrency: config.concurrency,
     });
-    world.insert_resource(Inbox { tx, rx });
     world.insert_resource(Outbox(sink));
     world.insert_resource(Failure::default());
     world.insert_resource(Tally::default());
@@ -423,9 +424,7 @@ pub fn play<S: Scenario>(
     let mut schedule = Schedule::default();
     schedule.set_executor(SingleThreadedExecutor::default());
     schedule.set_build_settings(ScheduleBuildSettings { ambiguity_detection: LogLevel::Error, ..Default::default() });
-    schedule.add_systems(
-        (spawn_episodes::<S>, dispatch_turns::<S>, collect_replies, judge_messages::<S>, record_episodes::<S>).chain(),
-    );
+    schedule.add_systems((spawn_episodes::<S>, agents_speak::<S>, personas_speak::<S>, record_episodes::<S>).chain());
     loop {
         schedule.run(&mut world);
         if let Some(err) = world.resource_mut::<Failure>().0.take() {

@@ -77,14 +77,13 @@ impl Default for HashedNgrams {
 }
 
 fn fnv(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    use dialogym_engine::util::{FNV_OFFSET, fnv1a_extend};
+    let mut h: u64 = FNV_OFFSET;
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
-            h = (h ^ 0x1f).wrapping_mul(0x0100_0000_01b3);
+            h = fnv1a_extend(h, &[0x1f]);
         }
-        for b in p.bytes() {
-            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
+        h = fnv1a_extend(h, p.as_bytes());
     }
     // Final avalanche so that the low bits (the bucket) depend on every byte.
     dialogym_engine::seed::mix64(h)

@@ -122,8 +122,9 @@ impl AnswerWords {
 
     /// Reads a reply back into an answer (None for anything else).
     pub fn parse(&self, text: &str) -> Option<Answer> {
-        let t = normalize(text);
-        Answer::ALL.into_iter().find(|&a| normalize(self.of(a)) == t)
+        // The first answer whose word normalizes like the text; compared without allocating
+        // (this runs on every reply), and a verbatim word needs no normalization.
+        Answer::ALL.into_iter().find(|&a| self.of(a) == text || normalized_chars(self.of(a)).eq(normalized_chars(text)))
     }
 }
 
@@ -340,6 +341,10 @@ pub struct EntityScenario {
     guess_prefix: Option<String>,
     /// The canonical question texts, then the canonical guesses: the candidate actions.
     candidates: Vec<String>,
+    /// Each candidate as written → its meaning: scripted speakers say candidates verbatim,
+    /// so most utterances are read with one lookup and no normalization (the same meaning
+    /// [`EntityScenario::interpret`] finds the long way; built from it).
+    exact: HashMap<String, Utterance>,
 }
 
 /// Lowercases, trims, collapses spaces and strips trailing punctuation.
@@ -365,6 +370,15 @@ pub fn normalize(text: &str) -> String {
         }
     }
     out
+}
+
+/// The characters of [`normalize`]`(text)`, without building the string.
+pub fn normalized_chars(text: &str) -> impl Iterator<Item = char> + '_ {
+    let t = text.trim().trim_end_matches(['?', '.', '!', ' ']);
+    t.split_whitespace()
+        .enumerate()
+        .flat_map(|(i, w)| (i > 0).then_some(' ').into_iter().chain(w.chars()))
+        .flat_map(char::to_lowercase)
 }
 
 fn article(name: &str) -> &'static str {
@@ -443,6 +457,7 @@ impl EntityScenario {
             open_replies,
             guess_prefix,
             candidates,
+            exact: HashMap::new(),
         };
         for e in 0..this.table.entities.len() {
             let g = this.guess_text(e);
@@ -451,6 +466,8 @@ impl EntityScenario {
             this.lexicon.entry(normalize(&g)).or_insert(Utterance::Guess(e));
             this.candidates.push(g);
         }
+        let exact = this.candidates.iter().map(|c| (c.clone(), this.interpret(c))).collect();
+        this.exact = exact;
         Ok(this)
     }
 
@@ -487,6 +504,9 @@ impl EntityScenario {
     /// What an agent utterance means: a bank question, a guess (by any accepted name,
     /// with or without "is it (a|an|the)"), or something else.
     pub fn interpret(&self, text: &str) -> Utterance {
+        if let Some(&u) = self.exact.get(text) {
+            return u;
+        }
         let t = normalize(text);
         if let Some(&u) = self.lexicon.get(&t) {
             return u;
@@ -651,6 +671,14 @@ impl Scenario for EntityScenario {
 #[cfg(test)]
 mod tests {
     use super::normalize;
+
+    #[test]
+    fn normalized_chars_are_the_characters_of_normalize() {
+        for text in ["  Is it  a\tPenguin?? ", "Yes.", "yes \t?", "Ist es ein ÄPFEL!", "?", "  ", "A\n\nB.", "İstanbul"]
+        {
+            assert_eq!(super::normalized_chars(text).collect::<String>(), normalize(text), "{text:?}");
+        }
+    }
 
     #[test]
     fn normalize_lowercases_trims_and_collapses_whitespace() {

@@ -66,7 +66,7 @@ pub fn with_split(spec: &Spec, parsed: file::ScenarioFile) -> Result<EntityScena
     let mut order: Vec<usize> = (0..n).collect();
     let key = |e: usize| {
         let name = &parsed.table.entities[e].names[0];
-        mix64(seed ^ name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)))
+        mix64(seed ^ dialogym_engine::util::fnv1a(name.as_bytes()))
     };
     order.sort_by_key(|&e| key(e));
     let n_test = (holdout * n as f64).round() as usize;

@@ -438,16 +438,7 @@ impl Scenario for Poll {
     fn sample_hidden(&self, rng: &mut Rng) -> Respondent {
         let draw = |rng: &mut Rng, ps: &mut dyn Iterator<Item = f64>| {
             let u: f64 = rng.random();
-            let mut acc = 0.0;
-            let mut last = 0;
-            for (i, p) in ps.enumerate() {
-                acc += p;
-                last = i;
-                if u < acc {
-                    return i;
-                }
-            }
-            last
+            dialogym_engine::util::weighted_index(ps, u)
         };
         let m = &self.model;
         let class_index = draw(rng, &mut m.classes.iter().map(|c| c.prior));
