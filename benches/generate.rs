@@ -15,14 +15,15 @@ use std::time::Instant;
 use dialogym::engine::corpus::Format;
 use dialogym::engine::seed::{Stream, episode_seed, turn_rng};
 use dialogym::engine::world::PlayConfig;
-use dialogym::engine::{AgentTurn, Message, MixSpec, PersonaTurn, Scenario, Spec};
+use dialogym::engine::{AgentTurn, Context, Message, MixSpec, PersonaTurn, Scenario, Spec};
 use dialogym::generate::{GenerateArgs, generate};
+use dialogym::session::{agent, persona};
 
 fn plain_loop(episodes: u64) -> f64 {
-    let scenario = dialogym::scenarios::load("twenty-questions").expect("scenario");
-    let mut agent = dialogym::agents::entity_agent(&Spec::parse("greedy-eig").expect("spec")).expect("agent");
-    let mut persona =
-        dialogym::agents::entity_persona(&Spec::parse("oracle").expect("spec"), &scenario).expect("persona");
+    let scenario = dialogym::session::entity("twenty-questions").expect("scenario");
+    let context = Context::new();
+    let mut agent = agent(&Spec::parse("greedy-eig").expect("spec"), &*scenario, &context).expect("agent");
+    let mut persona = persona(&Spec::parse("oracle").expect("spec"), &*scenario, &context).expect("persona");
     let start = Instant::now();
     let mut successes = 0u64;
     for i in 0..episodes {
@@ -31,7 +32,7 @@ fn plain_loop(episodes: u64) -> f64 {
         let mut t: Vec<Message> = Vec::new();
         loop {
             let rng = turn_rng(seed, t.len() as u32, Stream::Agent);
-            let a = agent.act(&scenario, &mut [AgentTurn { episode: i, transcript: &t, rng }]).expect("act");
+            let a = agent.act(&*scenario, &mut [AgentTurn { episode: i, transcript: &t, rng }]).expect("act");
             t.push(Message::agent(a.into_iter().next().unwrap_or_default()));
             let j = scenario.judge(&hidden, &t);
             if j.done {
@@ -40,7 +41,7 @@ fn plain_loop(episodes: u64) -> f64 {
             }
             let rng = turn_rng(seed, t.len() as u32, Stream::Persona);
             let r = persona
-                .reply(&scenario, &mut [PersonaTurn { episode: i, hidden: &hidden, transcript: &t, rng }])
+                .reply(&*scenario, &mut [PersonaTurn { episode: i, hidden: &hidden, transcript: &t, rng }])
                 .expect("reply");
             t.push(Message::persona(r.into_iter().next().unwrap_or_default()));
         }

@@ -21,7 +21,6 @@
 //! otherwise; the numbers in the docs name the setting.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -212,7 +211,8 @@ fn main() -> Result<()> {
         }
     }
     if want("episodes") {
-        let scenario = Arc::new(dialogym::scenarios::load("twenty-questions")?);
+        let scenario = dialogym::session::entity("twenty-questions")?;
+        let context = dialogym::engine::Context::new();
         let stop = AtomicBool::new(false);
         let model = a.model.display().to_string();
         let cases = [
@@ -220,14 +220,8 @@ fn main() -> Result<()> {
             ("greedy-eig".to_string(), format!("llm:{model}")),
         ];
         for (agent_spec, persona_spec) in cases {
-            let agent = match dialogym::llm::agent(&Spec::parse(&agent_spec)?, &scenario)? {
-                Some(x) => x,
-                None => dialogym::agents::entity_agent(&Spec::parse(&agent_spec)?)?,
-            };
-            let persona = match dialogym::llm::persona(&Spec::parse(&persona_spec)?, &scenario)? {
-                Some(x) => x,
-                None => dialogym::agents::entity_persona(&Spec::parse(&persona_spec)?, &scenario)?,
-            };
+            let agent = dialogym::session::agent(&Spec::parse(&agent_spec)?, &*scenario, &context)?;
+            let persona = dialogym::session::persona(&Spec::parse(&persona_spec)?, &*scenario, &context)?;
             let t = Instant::now();
             let rows = dialogym::llm::play_episodes(
                 scenario.clone(),
@@ -248,17 +242,8 @@ fn main() -> Result<()> {
                 a.episodes
             );
         }
-        for (spec, s) in dialogym::llm::persona_reports() {
-            println!(
-                "persona consistency {spec}: {}/{} bank answers disagree with the table, {}/{} replies off-protocol",
-                s.disagreements, s.checked, s.off_protocol, s.replies
-            );
-        }
-        for (spec, s) in dialogym::llm::matcher_reports() {
-            println!(
-                "matcher {spec}: {} questions: {} exact, {} matched, {} unanswerable",
-                s.questions, s.exact, s.matched, s.unmatched
-            );
+        for (label, line) in context.report_lines() {
+            println!("{label}: {line}");
         }
     }
     Ok(())

@@ -110,6 +110,16 @@ pub struct EvalArgs {
 
 /// Plays every agent on the same `episodes` and summarizes.
 pub fn eval(args: &EvalArgs, stop: &AtomicBool, progress: bool) -> Result<Vec<AgentResult>> {
+    Ok(eval_with_reports(args, stop, progress)?.0)
+}
+
+/// [`eval`], and what the speakers reported about themselves (one line per label: the
+/// persona played against every agent is one speaker, e.g. "persona consistency ...").
+pub fn eval_with_reports(
+    args: &EvalArgs,
+    stop: &AtomicBool,
+    progress: bool,
+) -> Result<(Vec<AgentResult>, Vec<(String, String)>)> {
     if args.episodes == 0 {
         bail!("--episodes must be at least 1");
     }
@@ -144,7 +154,7 @@ pub fn eval(args: &EvalArgs, stop: &AtomicBool, progress: bool) -> Result<Vec<Ag
         let rows: Vec<Row> = rows.into_iter().map(|r| Row { agent: label.clone(), ..r }).collect();
         results.extend(summarize_rows(&rows));
     }
-    Ok(results)
+    Ok((results, session.report_lines()))
 }
 
 /// The scenario's own metrics as a Markdown table, one row per metric and one column per

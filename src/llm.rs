@@ -18,19 +18,21 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use dialogym_agents::llm::{
-    Grounding, ImagineStats, LlmAgent, LlmPersona, MatchStats, MatchingOracle, PersonaStats, QuestionMatcher,
+    Grounding, ImagineStats, LlmAgent, LlmPersona, MatchCounters, MatchingOracle, PersonaCounters, QuestionMatcher,
     SAMPLING_KEYS, imagine_personas, sampling_from_spec,
 };
 use dialogym_agents::server::{ServerModel, ServerOptions};
 use dialogym_engine::corpus::EpisodeRecord;
 use dialogym_engine::lm::LanguageModel;
 use dialogym_engine::world::{PlayConfig, Pool, play};
-use dialogym_engine::{Agent, Message, Persona, Role, Scenario, Spec};
+use dialogym_engine::{Agent, AgentRow, Context, Message, Persona, PersonaRow, Role, Scenario, SpeakerRow, Spec};
 use dialogym_policies::lm::embed::{Embedder, NearestText};
+
+use crate::session::{agent, persona};
 use dialogym_policies::lm::model::WeightFormat;
 use dialogym_policies::lm::{LocalModel, ModelOptions, default_model_path};
 use dialogym_scenarios::entity::EntityScenario;
@@ -44,42 +46,22 @@ pub const DEFAULT_EMBEDDER: &str = "models/all-minilm-l6-v2";
 /// answer); see `docs/llm.md` for the method and the numbers.
 pub const DEFAULT_MATCH_THRESHOLD: f32 = 0.77;
 
-/// Models loaded so far, by (path, weights): loading is done once, speakers fork.
-fn models() -> &'static Mutex<HashMap<(PathBuf, &'static str), LocalModel>> {
-    static MODELS: OnceLock<Mutex<HashMap<(PathBuf, &'static str), LocalModel>>> = OnceLock::new();
-    MODELS.get_or_init(Default::default)
+/// A handle on the model at `path`, loaded once per context (every speaker that names it
+/// forks the shared weights).
+pub fn load_model(context: &Context, path: &Path, format: WeightFormat) -> Result<LocalModel> {
+    let key = format!("model:{}:{}", format.name(), path.display());
+    let shared = context.shared(&key, || {
+        Ok(Mutex::new(LocalModel::load(path, &ModelOptions { format, ..ModelOptions::default() })?))
+    })?;
+    let m = shared.lock().map_err(|_| anyhow!("model {} poisoned", path.display()))?;
+    Ok(m.fork())
 }
 
-/// A handle on the model at `path` (loaded on first use).
-pub fn load_model(path: &Path, format: WeightFormat) -> Result<LocalModel> {
-    let key = (
-        path.to_path_buf(),
-        match format {
-            WeightFormat::Q8_0 => "q8_0",
-            WeightFormat::AsShipped => "as-shipped",
-            WeightFormat::F32 => "f32",
-        },
-    );
-    let mut all = models().lock().map_err(|_| anyhow!("model registry poisoned"))?;
-    if let Some(m) = all.get(&key) {
-        return Ok(m.fork());
-    }
-    let m = LocalModel::load(path, &ModelOptions { format, ..ModelOptions::default() })?;
-    let handle = m.fork();
-    all.insert(key, m);
-    Ok(handle)
-}
-
-/// The embedder at `dir`, loaded once per process and shared.
-pub fn load_embedder(dir: &Path) -> Result<Arc<Mutex<Embedder>>> {
-    static EMBEDDERS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<Embedder>>>>> = OnceLock::new();
-    let mut all = EMBEDDERS.get_or_init(Default::default).lock().map_err(|_| anyhow!("embedder registry poisoned"))?;
-    if let Some(e) = all.get(dir) {
-        return Ok(e.clone());
-    }
-    let e = Arc::new(Mutex::new(Embedder::load(dir)?));
-    all.insert(dir.to_path_buf(), e.clone());
-    Ok(e)
+/// The embedder at `dir`, loaded once per context and shared.
+pub fn load_embedder(context: &Context, dir: &Path) -> Result<Arc<Mutex<Embedder>>> {
+    let key = format!("embedder:{}", dir.display());
+    let shared = context.shared(&key, || Ok(Arc::new(Mutex::new(Embedder::load(dir)?))))?;
+    Ok((*shared).clone())
 }
 
 /// Maps free-text questions onto a scenario's bank with all-MiniLM-L6-v2: the bank
@@ -93,8 +75,8 @@ pub struct MiniLmMatcher {
 
 impl MiniLmMatcher {
     /// A matcher on the embedder in `dir`.
-    pub fn new(dir: &Path, threshold: f32) -> Result<MiniLmMatcher> {
-        Ok(MiniLmMatcher { embedder: load_embedder(dir)?, threshold, banks: HashMap::new() })
+    pub fn new(context: &Context, dir: &Path, threshold: f32) -> Result<MiniLmMatcher> {
+        Ok(MiniLmMatcher { embedder: load_embedder(context, dir)?, threshold, banks: HashMap::new() })
     }
 
     /// The nearest bank question and its similarity, whatever the threshold.
@@ -120,55 +102,26 @@ impl QuestionMatcher for MiniLmMatcher {
     }
 }
 
-/// Consistency counters of the LLM personas and matching oracles built in this process,
-/// by spec, for `eval` to report.
-pub fn persona_reports() -> Vec<(String, PersonaStats)> {
-    registry()
-        .lock()
-        .map(|r| r.personas.iter().filter_map(|(s, h)| h.lock().ok().map(|v| (s.clone(), *v))).collect())
-        .unwrap_or_default()
-}
-
-/// Counters of the matching oracles built in this process, by spec.
-pub fn matcher_reports() -> Vec<(String, MatchStats)> {
-    registry()
-        .lock()
-        .map(|r| r.oracles.iter().filter_map(|(s, h)| h.lock().ok().map(|v| (s.clone(), *v))).collect())
-        .unwrap_or_default()
-}
-
-#[derive(Default)]
-struct Registry {
-    personas: Vec<(String, Arc<Mutex<PersonaStats>>)>,
-    oracles: Vec<(String, Arc<Mutex<MatchStats>>)>,
-}
-
-fn registry() -> &'static Mutex<Registry> {
-    static R: OnceLock<Mutex<Registry>> = OnceLock::new();
-    R.get_or_init(Default::default)
-}
-
 fn weights_param(spec: &Spec) -> Result<WeightFormat> {
-    match spec.get("weights", "q8_0".to_string())?.as_str() {
-        "q8_0" => Ok(WeightFormat::Q8_0),
-        "as-shipped" => Ok(WeightFormat::AsShipped),
-        "f32" => Ok(WeightFormat::F32),
-        other => bail!("`{spec}`: weights must be q8_0, as-shipped or f32, not `{other}`"),
-    }
+    let name = spec.get("weights", "q8_0".to_string())?;
+    WeightFormat::from_name(&name).ok_or_else(|| {
+        let names: Vec<&str> = WeightFormat::ALL.iter().map(|f| f.name()).collect();
+        anyhow!("`{spec}`: weights must be one of {}, not `{name}`", names.join(", "))
+    })
 }
 
 fn model_path(spec: &Spec) -> PathBuf {
     spec.arg.as_deref().map(PathBuf::from).unwrap_or_else(default_model_path)
 }
 
-fn matcher_param(spec: &Spec) -> Result<Option<Box<dyn QuestionMatcher>>> {
+fn matcher_param(spec: &Spec, context: &Context) -> Result<Option<Box<dyn QuestionMatcher>>> {
     let threshold: f32 = spec.get("threshold", DEFAULT_MATCH_THRESHOLD)?;
     if !(0.0..=1.0).contains(&threshold) {
         bail!("`{spec}`: threshold must lie in [0, 1]");
     }
     match spec.get("matcher", "none".to_string())?.as_str() {
         "none" => Ok(None),
-        "minilm" => Ok(Some(Box::new(MiniLmMatcher::new(Path::new(DEFAULT_EMBEDDER), threshold)?))),
+        "minilm" => Ok(Some(Box::new(MiniLmMatcher::new(context, Path::new(DEFAULT_EMBEDDER), threshold)?))),
         other => bail!("`{spec}`: matcher must be minilm or none, not `{other}`"),
     }
 }
@@ -198,7 +151,7 @@ pub fn server_model(spec: &Spec) -> Result<ServerModel> {
 
 /// The language model a `llm[:MODEL]` or `server:URL` spec names, after checking that the
 /// spec has no parameters beyond `extra` and the backend's own.
-fn backend(spec: &Spec, extra: &[&str]) -> Result<Box<dyn LanguageModel>> {
+fn backend(spec: &Spec, extra: &[&str], context: &Context) -> Result<Box<dyn LanguageModel>> {
     let mut known = SAMPLING_KEYS.to_vec();
     known.extend(extra);
     if spec.name == "server" {
@@ -208,81 +161,108 @@ fn backend(spec: &Spec, extra: &[&str]) -> Result<Box<dyn LanguageModel>> {
     } else {
         known.push("weights");
         spec.expect_only(&known)?;
-        Ok(Box::new(load_model(&model_path(spec), weights_param(spec)?)?))
+        Ok(Box::new(load_model(context, &model_path(spec), weights_param(spec)?)?))
     }
 }
 
 /// An LLM agent from `llm[:MODEL](...)` or `server:URL(...)`.
-pub fn build_llm_agent(spec: &Spec, _scenario: &EntityScenario) -> Result<Box<dyn Agent<EntityScenario>>> {
-    let model = backend(spec, &[]).with_context(|| format!("agent `{spec}`"))?;
+pub fn build_llm_agent(
+    spec: &Spec,
+    _scenario: &EntityScenario,
+    context: &Context,
+) -> Result<Box<dyn Agent<EntityScenario>>> {
+    let model = backend(spec, &[], context).with_context(|| format!("agent `{spec}`"))?;
     let sampling = sampling_from_spec(spec, &LlmAgent::default_sampling())?;
     Ok(Box::new(LlmAgent::new(model, sampling, spec.to_string())))
 }
 
-/// An LLM persona from `llm[:MODEL](...)` or `server:URL(...)`.
-pub fn build_llm_persona(spec: &Spec, _scenario: &EntityScenario) -> Result<Box<dyn Persona<EntityScenario>>> {
-    let model = backend(spec, &["grounding", "matcher", "threshold"]).with_context(|| format!("persona `{spec}`"))?;
+/// An LLM persona from `llm[:MODEL](...)` or `server:URL(...)`; its consistency counters
+/// are the context's report under the persona's spec.
+pub fn build_llm_persona(
+    spec: &Spec,
+    _scenario: &EntityScenario,
+    context: &Context,
+) -> Result<Box<dyn Persona<EntityScenario>>> {
+    let model =
+        backend(spec, &["grounding", "matcher", "threshold"], context).with_context(|| format!("persona `{spec}`"))?;
     let sampling = sampling_from_spec(spec, &LlmPersona::default_sampling())?;
     let grounding = match spec.get("grounding", "check".to_string())?.as_str() {
         "check" => Grounding::Check,
         "correct" => Grounding::Correct,
         other => bail!("`{spec}`: grounding must be check or correct, not `{other}`"),
     };
-    let p = LlmPersona::new(model, sampling, grounding, matcher_param(spec)?, spec.to_string());
-    if let Ok(mut r) = registry().lock() {
-        r.personas.push((spec.to_string(), p.stats()));
-    }
-    Ok(Box::new(p))
+    let stats = context.report::<PersonaCounters>(&spec.to_string())?;
+    let p = LlmPersona::new(model, sampling, grounding, matcher_param(spec, context)?, spec.to_string());
+    Ok(Box::new(p.counting_into(stats)))
 }
 
-/// The scripted oracle with a free-text matcher, from `oracle(matcher=minilm,...)`.
-pub fn build_matching_oracle(spec: &Spec, scenario: &EntityScenario) -> Result<Box<dyn Persona<EntityScenario>>> {
+/// The entity scenarios' scripted oracle, from `oracle(slip=P)`; with `matcher=minilm` it
+/// also reads free-text questions (the bank question of highest MiniLM similarity).
+pub fn build_oracle(
+    spec: &Spec,
+    scenario: &EntityScenario,
+    context: &Context,
+) -> Result<Box<dyn Persona<EntityScenario>>> {
+    if !spec.params.contains_key("matcher") {
+        return match dialogym_agents::oracle::Oracle::from_spec(spec, scenario)? {
+            Some(o) => Ok(Box::new(o)),
+            None => bail!("`{spec}` is not the oracle"),
+        };
+    }
     spec.expect_only(&["matcher", "threshold", "slip"])?;
     let slip = spec.probability("slip", scenario.rules.slip)?;
-    let Some(matcher) = matcher_param(spec)? else { bail!("`{spec}`: a matching oracle needs matcher=minilm") };
+    let Some(matcher) = matcher_param(spec, context)? else {
+        bail!("`{spec}`: a matching oracle needs matcher=minilm")
+    };
     let mut canonical = spec.clone();
     canonical.params.insert("slip".into(), slip.to_string());
-    let o = MatchingOracle::new(matcher, slip, canonical.to_string());
-    if let Ok(mut r) = registry().lock() {
-        r.oracles.push((canonical.to_string(), o.stats()));
-    }
-    Ok(Box::new(o))
+    let stats = context.report::<MatchCounters>(&canonical.to_string())?;
+    Ok(Box::new(MatchingOracle::new(matcher, slip, canonical.to_string()).counting_into(stats)))
 }
 
-/// The agent a spec names when it is a language-model agent (`llm...`), else None.
-pub fn agent(spec: &Spec, scenario: &EntityScenario) -> Result<Option<Box<dyn Agent<EntityScenario>>>> {
-    match spec.name.as_str() {
-        "llm" | "server" => build_llm_agent(spec, scenario).map(Some),
-        _ => Ok(None),
-    }
-}
-
-/// The persona a spec names when it is an LLM persona or a matching oracle, else None.
-pub fn persona(spec: &Spec, scenario: &EntityScenario) -> Result<Option<Box<dyn Persona<EntityScenario>>>> {
-    match spec.name.as_str() {
-        "llm" | "server" => build_llm_persona(spec, scenario).map(Some),
-        "oracle" if spec.params.contains_key("matcher") => build_matching_oracle(spec, scenario).map(Some),
-        _ => Ok(None),
-    }
-}
-
-/// Roster lines for `scenarios describe` and `--help`.
-pub const LLM_AGENTS: &[(&str, &str)] = &[
-    (
-        "llm:MODEL.gguf(temperature=0.7,max_tokens=32)",
-        "a prompted language model asks free-text questions (zero-shot baseline)",
-    ),
-    ("server:URL(model=NAME)", "the same, on any OpenAI-compatible server (http://HOST:PORT/v1)"),
+/// The language-model agents of entity scenarios (rows of the agent registry).
+pub const LLM_AGENTS: &[AgentRow<EntityScenario>] = &[
+    SpeakerRow {
+        name: "llm",
+        aliases: &[],
+        usage: "llm:MODEL.gguf(temperature=0.7,max_tokens=32)",
+        help: "a prompted language model asks free-text questions (zero-shot baseline)",
+        build: build_llm_agent,
+    },
+    SpeakerRow {
+        name: "server",
+        aliases: &[],
+        usage: "server:URL(model=NAME)",
+        help: "the same, on any OpenAI-compatible server (http://HOST:PORT/v1)",
+        build: build_llm_agent,
+    },
 ];
 
-/// Roster lines for LLM personas.
-pub const LLM_PERSONAS: &[(&str, &str)] = &[
-    (
-        "llm:MODEL.gguf(grounding=check)",
-        "a language model plays the persona from its card; answers checked against the table",
-    ),
-    ("server:URL(model=NAME,grounding=check)", "the same, on any OpenAI-compatible server (http://HOST:PORT/v1)"),
-    ("oracle(matcher=minilm)", "the table oracle; free-text questions mapped onto the bank with all-MiniLM-L6-v2"),
+/// The personas of entity scenarios: the oracle (which reads free text with a matcher) and
+/// the language-model personas.
+pub const ENTITY_PERSONAS: &[PersonaRow<EntityScenario>] = &[
+    SpeakerRow {
+        name: "oracle",
+        aliases: &[],
+        usage: "oracle(slip=0)",
+        help: "answers from the knowledge table; wrong with probability slip; matcher=minilm: free-text \
+               questions mapped onto the bank with all-MiniLM-L6-v2",
+        build: build_oracle,
+    },
+    SpeakerRow {
+        name: "llm",
+        aliases: &[],
+        usage: "llm:MODEL.gguf(grounding=check)",
+        help: "a language model plays the persona from its card; answers checked against the table",
+        build: build_llm_persona,
+    },
+    SpeakerRow {
+        name: "server",
+        aliases: &[],
+        usage: "server:URL(model=NAME,grounding=check)",
+        help: "the same, on any OpenAI-compatible server (http://HOST:PORT/v1)",
+        build: build_llm_persona,
+    },
 ];
 
 /// Plays `episodes` episodes of one agent against one persona and returns them in episode
@@ -308,14 +288,14 @@ pub fn play_episodes(
 
 /// The language model of a `--model` argument: a local model file or folder, or a
 /// `server:URL(model=NAME,...)` spec.
-fn model_arg(model: &Path) -> Result<Box<dyn LanguageModel>> {
+fn model_arg(model: &Path, context: &Context) -> Result<Box<dyn LanguageModel>> {
     match model.to_str().filter(|m| m.starts_with("server:")) {
         Some(text) => {
             let spec = Spec::parse(text)?;
             spec.expect_only(SERVER_KEYS)?;
             Ok(Box::new(server_model(&spec)?))
         }
-        None => Ok(Box::new(load_model(model, WeightFormat::Q8_0)?)),
+        None => Ok(Box::new(load_model(context, model, WeightFormat::Q8_0)?)),
     }
 }
 
@@ -355,8 +335,8 @@ pub fn imagine(args: &ImagineArgs) -> Result<ImagineStats> {
     if args.n == 0 {
         bail!("--n must be at least 1");
     }
-    let scenario = dialogym_scenarios::load(&args.scenario)?;
-    let mut model = model_arg(&args.model)?;
+    let scenario = crate::session::entity(&args.scenario)?;
+    let mut model = model_arg(&args.model, &Context::new())?;
     let (cards, stats) = imagine_personas(model.as_mut(), &scenario, args.n, args.seed)?;
     write_jsonl(&args.out, &cards)?;
     Ok(stats)
@@ -387,7 +367,7 @@ pub fn critique(args: &CritiqueArgs) -> Result<dialogym_agents::critique::Critiq
     let brief = crate::session::load(&first.scenario)
         .with_context(|| format!("{}: cannot load its scenario `{}`", args.corpus.display(), first.scenario))?
         .agent_brief();
-    let mut model = model_arg(&args.model)?;
+    let mut model = model_arg(&args.model, &Context::new())?;
     let dialogues: Vec<(u64, Vec<Message>)> = rows.iter().map(|r| (r.episode, r.messages.clone())).collect();
     let (revisions, stats) = dialogym_agents::critique::critique(model.as_mut(), &brief, &dialogues, args.seed)?;
     write_jsonl(&args.out, &revisions)?;
@@ -414,24 +394,15 @@ pub fn demo_llm(seed: u64, stop: &AtomicBool) -> Result<()> {
         eprintln!("(LLM speakers skipped: {} is not installed; run scripts/install-model.sh)", path.display());
         return Ok(());
     }
-    let scenario = Arc::new(dialogym_scenarios::load("twenty-questions")?);
+    let scenario = crate::session::entity("twenty-questions")?;
+    let context = Context::new();
     let persona_spec = Spec::parse(&format!("llm:{}(grounding=check)", path.display()))?;
-    let llm_persona = build_llm_persona(&persona_spec, &scenario)?;
-    let greedy = dialogym_agents::entity_agent(&Spec::parse("greedy-eig")?)?;
+    let llm_persona = persona(&persona_spec, &*scenario, &context)?;
+    let greedy = agent(&Spec::parse("greedy-eig")?, &*scenario, &context)?;
     eprintln!("LLM persona ({}) vs greedy-eig: 4 episodes", persona_spec);
     let rows = play_episodes(scenario.clone(), greedy, llm_persona, 4, seed, 4, stop)?;
     let wins = rows.iter().filter(|r| r.success).count();
     eprintln!("    success {wins}/{}", rows.len());
-    for (spec, s) in persona_reports() {
-        eprintln!(
-            "    persona consistency of {spec}: {} of {} bank answers disagree with the table ({:.0}%), {} of {} replies off-protocol",
-            s.disagreements,
-            s.checked,
-            100.0 * s.disagreement_rate(),
-            s.off_protocol,
-            s.replies
-        );
-    }
     if let Some(r) = rows.first() {
         println!("{}", render_transcript(r));
     }
@@ -441,21 +412,15 @@ pub fn demo_llm(seed: u64, stop: &AtomicBool) -> Result<()> {
         "oracle"
     };
     let oracle_spec = Spec::parse(oracle_spec)?;
-    let oracle = match persona(&oracle_spec, &scenario)? {
-        Some(p) => p,
-        None => dialogym_agents::entity_persona(&oracle_spec, &scenario)?,
-    };
+    let oracle = persona(&oracle_spec, &*scenario, &context)?;
     let agent_spec = Spec::parse(&format!("llm:{}(max_tokens=24)", path.display()))?;
-    let agent = build_llm_agent(&agent_spec, &scenario)?;
+    let llm_agent = agent(&agent_spec, &*scenario, &context)?;
     eprintln!("LLM agent ({agent_spec}) vs {oracle_spec}: 4 episodes");
-    let rows = play_episodes(scenario, agent, oracle, 4, seed + 1, 4, stop)?;
+    let rows = play_episodes(scenario, llm_agent, oracle, 4, seed + 1, 4, stop)?;
     let wins = rows.iter().filter(|r| r.success).count();
     eprintln!("    success {wins}/{}", rows.len());
-    for (spec, s) in matcher_reports() {
-        eprintln!(
-            "    {spec}: {} questions, {} exact, {} matched to the bank, {} unanswerable",
-            s.questions, s.exact, s.matched, s.unmatched
-        );
+    for (label, line) in context.report_lines() {
+        eprintln!("    {label}: {line}");
     }
     if let Some(r) = rows.first() {
         println!("{}", render_transcript(r));

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use dialogym::engine::corpus::{Format, read_corpus};
-use dialogym::eval::{EvalArgs, eval, metrics_table, summarize, table};
+use dialogym::eval::{EvalArgs, eval_with_reports, metrics_table, summarize, table};
 use dialogym::generate::{GenerateArgs, generate};
 use dialogym::{STOP, scenarios};
 
@@ -330,9 +330,9 @@ fn command_line() -> Vec<String> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Scenarios { action: ScenariosCmd::List } => {
-            let width = dialogym::session::SCENARIOS.iter().map(|s| s.0.len()).max().unwrap_or(0).max(20);
-            for (name, about, _) in dialogym::session::SCENARIOS {
-                println!("{name:<width$} {about}");
+            let width = dialogym::session::SCENARIOS.iter().map(|s| s.name.len()).max().unwrap_or(0).max(20);
+            for row in dialogym::session::SCENARIOS {
+                println!("{:<width$} {}", row.name, row.about);
             }
             println!("{:<width$} a scenario file in the TOML format of docs/scenario-files.md", "PATH.toml");
         }
@@ -340,7 +340,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", dialogym::session::load(&scenario)?.describe());
         }
         Command::Scenarios { action: ScenariosCmd::Validate { file } } => {
-            let s = scenarios::load(&file.to_string_lossy())?;
+            let s = scenarios::load_file(&file.to_string_lossy())?;
             let pairs = s.table.indistinguishable_pairs();
             let open = match s.table.open.len() {
                 0 => String::new(),
@@ -397,12 +397,12 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Eval { scenario, agents, persona, episodes, seed, concurrency, corpus, json } => {
-            let results = match corpus {
+            let (results, reports) = match corpus {
                 Some(dir) => {
                     let (_, rows) = read_corpus(&dir)?;
-                    summarize(&rows)
+                    (summarize(&rows), Vec::new())
                 }
-                None => eval(
+                None => eval_with_reports(
                     &EvalArgs {
                         scenario,
                         agents,
@@ -420,11 +420,8 @@ fn run(cli: Cli) -> Result<()> {
             if !metrics.is_empty() {
                 print!("\n{metrics}");
             }
-            for (spec, s) in dialogym::llm::persona_reports() {
-                println!(
-                    "persona consistency {spec}: {}/{} checked answers disagree with the table, {}/{} replies off-protocol",
-                    s.disagreements, s.checked, s.off_protocol, s.replies
-                );
+            for (label, line) in reports {
+                println!("{label}: {line}");
             }
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&results)?;

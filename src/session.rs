@@ -1,196 +1,109 @@
-//! Scenarios as the CLI sees them: loaded by name, with their cast, behind one object-safe
-//! trait so that `generate`, `eval` and `train` are written once for every scenario type.
+//! Scenarios as the command line sees them: the one registry of scenario names
+//! ([`SCENARIOS`]), each scenario type's speakers as rows ([`Cast`]), and the type-erased
+//! [`Session`] that `generate`, `eval`, `train` and the experiments are written against.
 //!
-//! Adding a scenario type: its module in `scenarios/`, its scripted speakers in `agents/`,
-//! one `impl Roster` below, and one line in [`SCENARIOS`].
+//! Adding a scenario: its module in `scenarios/` (implementing `Scenario`, with `ABOUT` and
+//! `from_spec`) and one row in [`SCENARIOS`]; a new scenario *type* also names its speaker
+//! rows in one `impl Cast` (its scripted speakers live in `agents/`, one row each).
+//! Adding a speaker: its row in its scenario type's table (see `docs/architecture.md`).
 
+use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use crossbeam_channel::Sender;
 use dialogym_engine::corpus::EpisodeRecord;
+use dialogym_engine::speaker::build_from;
 use dialogym_engine::world::{PlayConfig, Pool, Tally, play};
-use dialogym_engine::{Agent, Judgement, Message, MixSpec, Persona, Scenario, Spec};
+use dialogym_engine::{
+    Agent, AgentRow, Context, Judgement, Message, MixSpec, Persona, PersonaRow, Scenario, SpeakerRow, Spec,
+};
 use dialogym_scenarios::entity::EntityScenario;
 use dialogym_scenarios::polling::Poll;
 use dialogym_scenarios::preference::Preference;
 use dialogym_scenarios::tutoring::Tutoring;
 
-/// What a scenario type offers: its scripted speakers, by spec.
-pub trait Roster: Scenario + Sized {
-    /// A scripted (or scenario-specific) agent, or `None` if the name is not this
-    /// scenario's (learned agents are handled for every scenario by [`Session`]).
-    fn agent(&self, spec: &Spec) -> Result<Box<dyn Agent<Self>>>;
-    /// A persona.
-    fn persona(&self, spec: &Spec) -> Result<Box<dyn Persona<Self>>>;
-    /// Agents and personas with one line each, for `scenarios describe` and errors.
-    fn roster(&self) -> (Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>);
-    /// The rules in a few lines.
-    fn rules(&self) -> String;
-    /// The documented range of an episode's return (`tests/properties.rs` holds every
-    /// registered scenario to it); None until a scenario documents one.
-    fn return_range(&self) -> Option<(f64, f64)> {
-        None
+/// A scenario type's speakers: its scripted (and language-model) agents and personas, as
+/// rows. Every scenario also gets the generic agents of [`generic_agents`].
+pub trait Cast: Scenario + Sized {
+    /// The scenario's own agents, in help order (the first is its main scripted one).
+    fn agents() -> Vec<AgentRow<Self>>;
+    /// Its personas (the first is its main scripted one).
+    fn personas() -> Vec<PersonaRow<Self>>;
+}
+
+impl Cast for EntityScenario {
+    fn agents() -> Vec<AgentRow<Self>> {
+        dialogym_agents::ENTITY_AGENTS.iter().chain(crate::llm::LLM_AGENTS).map(copy).collect()
+    }
+    fn personas() -> Vec<PersonaRow<Self>> {
+        crate::llm::ENTITY_PERSONAS.iter().map(copy).collect()
     }
 }
 
-impl Roster for EntityScenario {
-    fn agent(&self, spec: &Spec) -> Result<Box<dyn Agent<Self>>> {
-        match crate::llm::agent(spec, self)? {
-            Some(a) => Ok(a),
-            None => dialogym_agents::entity_agent(spec),
-        }
+impl Cast for Poll {
+    fn agents() -> Vec<AgentRow<Self>> {
+        dialogym_agents::polling::POLL_AGENTS.iter().map(copy).collect()
     }
-
-    fn persona(&self, spec: &Spec) -> Result<Box<dyn Persona<Self>>> {
-        match crate::llm::persona(spec, self)? {
-            Some(p) => Ok(p),
-            None => dialogym_agents::entity_persona(spec, self),
-        }
-    }
-
-    fn roster(&self) -> (Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>) {
-        let agents = dialogym_agents::ENTITY_AGENTS.iter().chain(crate::llm::LLM_AGENTS).copied().collect();
-        let personas = dialogym_agents::ENTITY_PERSONAS.iter().chain(crate::llm::LLM_PERSONAS).copied().collect();
-        (agents, personas)
-    }
-
-    fn rules(&self) -> String {
-        let r = &self.rules;
-        format!(
-            "{}\n\n{}\n\nentities: {} (possible secrets: {})\nquestions in the bank: {}{}\nmax agent turns: {}; \
-             reward: -{} per utterance, {} for naming the secret",
-            r.name,
-            r.description,
-            self.table.entities.len(),
-            self.secrets().len(),
-            self.table.questions(),
-            match self.table.open.len() {
-                0 => String::new(),
-                n => format!(" ({n} of them open)"),
-            },
-            r.max_turns,
-            r.question_cost,
-            r.success_reward
-        )
-    }
-
-    fn return_range(&self) -> Option<(f64, f64)> {
-        // −cost per utterance, success_reward for the one that names the secret (turn n),
-        // or −cost·max_turns without success.
-        let (c, s, t) = (self.rules.question_cost, self.rules.success_reward, self.rules.max_turns);
-        let returns = (1..=t).map(|n| s - c * (n - 1) as f64).chain([-c * t as f64]);
-        Some(returns.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r), hi.max(r))))
+    fn personas() -> Vec<PersonaRow<Self>> {
+        dialogym_agents::polling::POLL_PERSONAS.iter().map(copy).collect()
     }
 }
 
-impl Roster for Poll {
-    fn agent(&self, spec: &Spec) -> Result<Box<dyn Agent<Self>>> {
-        dialogym_agents::polling::poll_agent(spec)
+impl Cast for Tutoring {
+    fn agents() -> Vec<AgentRow<Self>> {
+        dialogym_agents::TUTORING_AGENTS.iter().map(copy).collect()
     }
-
-    fn persona(&self, spec: &Spec) -> Result<Box<dyn Persona<Self>>> {
-        dialogym_agents::polling::poll_persona(spec)
-    }
-
-    fn roster(&self) -> (Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>) {
-        (dialogym_agents::polling::POLL_AGENTS.to_vec(), dialogym_agents::polling::POLL_PERSONAS.to_vec())
-    }
-
-    fn rules(&self) -> String {
-        let h = &self.header;
-        let (lo, hi) = self.return_range();
-        format!(
-            "{}\n\n{}\n\nclasses: {}; questions: {} askable, {} targets ({})\nbudget: {} questions, then one \
-             prediction (max agent turns {}); reward: mean target log-likelihood, floor {}, in [{lo:.2}, {hi}]",
-            h.name,
-            h.description,
-            self.model.classes.len(),
-            self.askable.len(),
-            self.targets.len(),
-            self.targets.iter().map(|&t| self.model.questions[t].id.as_str()).collect::<Vec<_>>().join(", "),
-            h.budget,
-            self.max_agent_turns(),
-            h.floor
-        )
-    }
-
-    fn return_range(&self) -> Option<(f64, f64)> {
-        Some(Poll::return_range(self))
+    fn personas() -> Vec<PersonaRow<Self>> {
+        dialogym_agents::TUTORING_PERSONAS.iter().map(copy).collect()
     }
 }
 
-impl Roster for Tutoring {
-    fn agent(&self, spec: &Spec) -> Result<Box<dyn Agent<Self>>> {
-        dialogym_agents::tutoring_agent(spec, self)
+impl Cast for Preference {
+    fn agents() -> Vec<AgentRow<Self>> {
+        dialogym_agents::PREFERENCE_AGENTS.iter().map(copy).collect()
     }
-
-    fn persona(&self, spec: &Spec) -> Result<Box<dyn Persona<Self>>> {
-        dialogym_agents::tutoring_persona(spec)
-    }
-
-    fn roster(&self) -> (Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>) {
-        (dialogym_agents::TUTORING_AGENTS.to_vec(), dialogym_agents::TUTORING_PERSONAS.to_vec())
-    }
-
-    fn return_range(&self) -> Option<(f64, f64)> {
-        // post − pre − cost·(utterances other than ending): mastery is never lost, a score is ≤ 1.
-        Some((-self.rules.turn_cost * self.rules.max_turns as f64, 1.0))
-    }
-
-    fn rules(&self) -> String {
-        let (c, r) = (&self.curriculum, &self.rules);
-        let levels: Vec<&str> = c.levels.iter().map(|l| l.name.as_str()).collect();
-        format!(
-            "tutoring\n\n{}\n\nskills: {}; levels: {}; misconceptions: {}\ncandidate utterances: {}\nmax agent turns: \
-             {}; reward: the rise of the expected post-test score, -{} per utterance except ending; success: post-test \
-             >= {}",
-            c.description,
-            c.skills.len(),
-            levels.join(", "),
-            c.misconceptions.len(),
-            Scenario::candidates(self, &[]).len(),
-            r.max_turns,
-            r.turn_cost,
-            r.success_threshold
-        )
+    fn personas() -> Vec<PersonaRow<Self>> {
+        dialogym_agents::PREFERENCE_PERSONAS.iter().map(copy).collect()
     }
 }
 
-impl Roster for Preference {
-    fn agent(&self, spec: &Spec) -> Result<Box<dyn Agent<Self>>> {
-        dialogym_agents::preference_agent(spec, self)
-    }
+/// A row by value (rows are plain data: names, texts and a builder).
+fn copy<T: ?Sized, S>(r: &SpeakerRow<T, S>) -> SpeakerRow<T, S> {
+    SpeakerRow { name: r.name, aliases: r.aliases, usage: r.usage, help: r.help, build: r.build }
+}
 
-    fn persona(&self, spec: &Spec) -> Result<Box<dyn Persona<Self>>> {
-        dialogym_agents::preference_persona(spec, self)
-    }
+/// Agents every scenario offers: the learned agent and the uniform baseline.
+pub fn generic_agents<S: Scenario>() -> Vec<AgentRow<S>> {
+    vec![
+        SpeakerRow {
+            name: "learned",
+            aliases: &[],
+            usage: "learned:DIR(temperature=0)",
+            help: "a checkpoint from `dialogym train` (argmax of min Q, or sampling; repeat=false never says a \
+                   candidate twice)",
+            build: |spec, _, _| Ok(Box::new(dialogym_policies::agent::LearnedAgent::from_spec(spec)?)),
+        },
+        dialogym_agents::uniform::row(),
+    ]
+}
 
-    fn roster(&self) -> (Vec<(&'static str, &'static str)>, Vec<(&'static str, &'static str)>) {
-        (dialogym_agents::PREFERENCE_AGENTS.to_vec(), dialogym_agents::PREFERENCE_PERSONAS.to_vec())
-    }
+/// Every agent row of scenario type `S`.
+pub fn agent_rows<S: Cast>() -> Vec<AgentRow<S>> {
+    let mut rows = S::agents();
+    rows.extend(generic_agents());
+    rows
+}
 
-    fn return_range(&self) -> Option<(f64, f64)> {
-        // 1 − regret of the list (≤ 1) minus the cost of utterances that recommend nothing new.
-        Some((-self.rules.question_cost * self.rules.max_turns as f64, 1.0))
-    }
+/// The agent `spec` names for `scenario`.
+pub fn agent<S: Cast>(spec: &Spec, scenario: &S, context: &Context) -> Result<Box<dyn Agent<S>>> {
+    build_from(&agent_rows::<S>(), "agent", spec, scenario, context)
+}
 
-    fn rules(&self) -> String {
-        let r = &self.rules;
-        format!(
-            "preference-elicitation\n\n{}\n\nactivities: {}; questions in the bank: {}; recommend k = {}\nmax agent \
-             turns: {}; reward: normalized utility of the list (1 - regret) at the end, -{} per utterance that \
-             recommends nothing new; success: normalized utility >= {}",
-            self.model.description,
-            self.activities.len(),
-            self.questions.len(),
-            r.k,
-            r.max_turns,
-            r.question_cost,
-            r.success_threshold
-        )
-    }
+/// The persona `spec` names for `scenario`.
+pub fn persona<S: Cast>(spec: &Spec, scenario: &S, context: &Context) -> Result<Box<dyn Persona<S>>> {
+    build_from(&S::personas(), "persona", spec, scenario, context)
 }
 
 /// A loaded scenario, type-erased.
@@ -204,7 +117,7 @@ pub trait Session: Send + Sync {
     /// The scenario's candidate utterances at the start of an episode (the learners'
     /// action vocabulary).
     fn candidates(&self) -> Vec<String>;
-    /// Builds the cast of a run.
+    /// Builds the cast of a run (its speakers share this session's loaded models).
     fn prepare(&self, agent: &MixSpec, persona: &MixSpec) -> Result<Box<dyn Prepared>>;
     /// The candidate utterances after `transcript`.
     fn candidates_after(&self, transcript: &[Message]) -> Vec<String>;
@@ -215,11 +128,14 @@ pub trait Session: Send + Sync {
     /// The specs of the scenario's own agents and personas, in roster order (the first of
     /// each is its main scripted one).
     fn cast_names(&self) -> (Vec<String>, Vec<String>);
-    /// Judges `transcript` as the world would have: the hidden state drawn again for
-    /// `episode_seed` (returned as the corpus records it), then the verdict after every
-    /// message, with the world's out-of-turns rule. Judging is pure, so a corpus row's
-    /// `rewards` and `dones` come back exactly.
+    /// Judges `transcript` as the world did (`engine::judge::replay`): the hidden state
+    /// (as the corpus records it) and the verdict after every message.
     fn rejudge(&self, episode_seed: u64, transcript: &[Message]) -> Result<(serde_json::Value, Vec<Judgement>)>;
+    /// What the speakers built by this session report about themselves (one line per
+    /// label, however many runs a speaker played).
+    fn report_lines(&self) -> Vec<(String, String)>;
+    /// The scenario itself, for callers that need its type (`session::entity`).
+    fn as_any(&self) -> &dyn Any;
 }
 
 /// A scenario with its speakers built, ready to play.
@@ -238,13 +154,13 @@ pub trait Prepared {
     ) -> Result<Tally>;
 }
 
-struct Cast<S: Scenario> {
+struct Players<S: Scenario> {
     scenario: Arc<S>,
     agents: Pool<dyn Agent<S>>,
     personas: Pool<dyn Persona<S>>,
 }
 
-impl<S: Scenario> Prepared for Cast<S> {
+impl<S: Scenario> Prepared for Players<S> {
     fn agent_ids(&self) -> Vec<(String, f64)> {
         self.agents.iter().map(|(a, w)| (a.id(), *w)).collect()
     }
@@ -265,124 +181,157 @@ impl<S: Scenario> Prepared for Cast<S> {
     }
 }
 
-impl<S: Roster> Session for Arc<S> {
+/// A scenario and the context its speakers share.
+struct Loaded<S> {
+    scenario: Arc<S>,
+    context: Arc<Context>,
+}
+
+impl<S: Cast> Session for Loaded<S> {
     fn id(&self) -> String {
-        Scenario::id(&**self)
+        self.scenario.id()
     }
 
     fn agent_brief(&self) -> String {
-        Scenario::agent_brief(&**self)
+        self.scenario.agent_brief()
     }
 
     fn describe(&self) -> String {
-        let (agents, personas) = self.roster();
-        let mut out = self.rules();
+        let mut out = self.scenario.rules();
         out.push_str("\n\nagents:\n");
-        for (n, about) in agents.iter().chain(&[("learned:DIR(temperature=0)", LEARNED), ("uniform", UNIFORM)]) {
-            out.push_str(&format!("  {n:<36} {about}\n"));
+        for r in agent_rows::<S>() {
+            out.push_str(&format!("  {:<36} {}\n", r.usage, r.help));
         }
         out.push_str("personas:\n");
-        for (n, about) in personas {
-            out.push_str(&format!("  {n:<36} {about}\n"));
+        for r in S::personas() {
+            out.push_str(&format!("  {:<36} {}\n", r.usage, r.help));
         }
         out
     }
 
     fn candidates(&self) -> Vec<String> {
-        Scenario::candidates(&**self, &[])
+        self.scenario.candidates(&[])
     }
 
     fn prepare(&self, agent: &MixSpec, persona: &MixSpec) -> Result<Box<dyn Prepared>> {
-        let agents = agent
-            .components
-            .iter()
-            .map(|(s, w)| {
-                let a: Box<dyn Agent<S>> = match s.name.as_str() {
-                    "learned" => Box::new(dialogym_policies::agent::LearnedAgent::from_spec(s)?),
-                    "uniform" => Box::new(dialogym_agents::uniform::Uniform),
-                    _ => Roster::agent(&**self, s)?,
-                };
-                Ok((a, *w))
-            })
-            .collect::<Result<_>>()?;
+        let (s, ctx) = (&*self.scenario, &*self.context);
+        let agents =
+            agent.components.iter().map(|(spec, w)| Ok((self::agent(spec, s, ctx)?, *w))).collect::<Result<_>>()?;
         let personas =
-            persona.components.iter().map(|(s, w)| Ok((Roster::persona(&**self, s)?, *w))).collect::<Result<_>>()?;
-        Ok(Box::new(Cast { scenario: self.clone(), agents, personas }))
+            persona.components.iter().map(|(spec, w)| Ok((self::persona(spec, s, ctx)?, *w))).collect::<Result<_>>()?;
+        Ok(Box::new(Players { scenario: self.scenario.clone(), agents, personas }))
     }
 
     fn candidates_after(&self, transcript: &[Message]) -> Vec<String> {
-        Scenario::candidates(&**self, transcript)
+        self.scenario.candidates(transcript)
     }
 
     fn max_agent_turns(&self) -> usize {
-        Scenario::max_agent_turns(&**self)
+        self.scenario.max_agent_turns()
     }
 
     fn return_range(&self) -> Option<(f64, f64)> {
-        Roster::return_range(&**self)
+        self.scenario.return_range()
     }
 
     fn cast_names(&self) -> (Vec<String>, Vec<String>) {
-        let (agents, personas) = self.roster();
-        let names = |r: Vec<(&str, &str)>| r.into_iter().map(|(n, _)| n.to_string()).collect();
-        (names(agents), names(personas))
+        (
+            S::agents().iter().map(|r| r.usage.to_string()).collect(),
+            S::personas().iter().map(|r| r.usage.to_string()).collect(),
+        )
     }
 
     fn rejudge(&self, episode_seed: u64, transcript: &[Message]) -> Result<(serde_json::Value, Vec<Judgement>)> {
-        let (hidden, verdicts) = dialogym_engine::judge::replay(&**self, episode_seed, transcript);
+        let (hidden, verdicts) = dialogym_engine::judge::replay(&*self.scenario, episode_seed, transcript);
         Ok((serde_json::to_value(&hidden)?, verdicts))
     }
+
+    fn report_lines(&self) -> Vec<(String, String)> {
+        self.context.report_lines()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        &self.scenario
+    }
 }
 
-const LEARNED: &str =
-    "a checkpoint from `dialogym train` (argmax of min Q, or sampling; repeat=false never says a candidate twice)";
-const UNIFORM: &str = "one of the scenario's candidate utterances, uniformly at random";
-
-fn entity(spec: &str) -> Result<Box<dyn Session>> {
-    Ok(Box::new(Arc::new(dialogym_scenarios::load(spec)?)))
+/// A session over `scenario` whose speakers share `context`.
+pub fn session<S: Cast>(scenario: S, context: Arc<Context>) -> Box<dyn Session> {
+    Box::new(Loaded { scenario: Arc::new(scenario), context })
 }
 
-fn polling(spec: &str) -> Result<Box<dyn Session>> {
-    Ok(Box::new(Arc::new(Poll::build(&Spec::parse(spec)?)?)))
+/// One registered scenario: the name `--scenario` takes, a line for `scenarios list`, and
+/// how to build it from its spec.
+pub struct ScenarioRow {
+    /// The registry name.
+    pub name: &'static str,
+    /// One line for `scenarios list`.
+    pub about: &'static str,
+    /// Builds the session from the full spec (name and parameters).
+    pub load: fn(&Spec, Arc<Context>) -> Result<Box<dyn Session>>,
 }
 
-fn tutoring(spec: &str) -> Result<Box<dyn Session>> {
-    Ok(Box::new(Arc::new(Tutoring::from_spec(&Spec::parse(spec)?)?)))
-}
-
-fn preference(spec: &str) -> Result<Box<dyn Session>> {
-    Ok(Box::new(Arc::new(Preference::from_spec(&Spec::parse(spec)?)?)))
-}
-
-/// The scenarios `--scenario` accepts by name: name, one line, loader.
-pub const SCENARIOS: &[(&str, &str, fn(&str) -> Result<Box<dyn Session>>)] = &[
-    (
-        "twenty-questions",
-        "LMRL-Gym's 20 Questions: 158 objects, ≤ 20 yes/no questions, −1 per question, 0 for naming the object",
-        entity,
-    ),
-    ("guess-my-city", dialogym_scenarios::GUESS_MY_CITY, entity),
-    ("opinion-polling", "adaptive polling: ask ≤ 5 of 18 opinion questions, predict 6 held-out answers", polling),
-    ("tutoring", "a tutor diagnoses and teaches 8 skills of fractions to a BKT student with misconceptions", tutoring),
-    (
-        "preference-elicitation",
-        "a travel agent elicits a traveller's tastes and limits, then recommends 3 of 143 activities",
-        preference,
-    ),
+/// The scenarios `--scenario` accepts by name (scenario files are accepted by path).
+pub const SCENARIOS: &[ScenarioRow] = &[
+    ScenarioRow {
+        name: "twenty-questions",
+        about: dialogym_scenarios::twenty_questions::ABOUT,
+        load: |spec, c| Ok(session(dialogym_scenarios::twenty_questions::from_spec(spec)?, c)),
+    },
+    ScenarioRow {
+        name: "guess-my-city",
+        about: dialogym_scenarios::guess_my_city::ABOUT,
+        load: |spec, c| Ok(session(dialogym_scenarios::guess_my_city::from_spec(spec)?, c)),
+    },
+    ScenarioRow {
+        name: "opinion-polling",
+        about: dialogym_scenarios::polling::ABOUT,
+        load: |spec, c| Ok(session(Poll::from_spec(spec)?, c)),
+    },
+    ScenarioRow {
+        name: "tutoring",
+        about: dialogym_scenarios::tutoring::ABOUT,
+        load: |spec, c| Ok(session(Tutoring::from_spec(spec)?, c)),
+    },
+    ScenarioRow {
+        name: "preference-elicitation",
+        about: dialogym_scenarios::preference::ABOUT,
+        load: |spec, c| Ok(session(Preference::from_spec(spec)?, c)),
+    },
 ];
 
-/// Loads `--scenario`: a registered name (with parameters) or a scenario file (.toml).
+/// Loads `--scenario`: a registered name (with parameters) or a scenario file (.toml), with
+/// a context of its own.
 pub fn load(text: &str) -> Result<Box<dyn Session>> {
-    let trimmed = text.trim();
-    if trimmed.ends_with(".toml") || trimmed.starts_with("file:") {
-        return entity(trimmed);
+    load_with(text, Arc::new(Context::new()))
+}
+
+/// Loads `--scenario` with speakers that share `context` (models loaded once for several
+/// sessions).
+pub fn load_with(text: &str, context: Arc<Context>) -> Result<Box<dyn Session>> {
+    if dialogym_scenarios::is_file_spec(text) {
+        return Ok(session(dialogym_scenarios::load_file(text)?, context));
     }
-    let name = Spec::parse(trimmed)?.name;
-    for (n, _, loader) in SCENARIOS {
-        if *n == name {
-            return loader(trimmed);
+    let spec = Spec::parse(text)?;
+    match SCENARIOS.iter().find(|r| r.name == spec.name) {
+        Some(row) => (row.load)(&spec, context),
+        None => {
+            let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+            bail!(
+                "unknown scenario `{}`; built-in scenarios: {} (or a .toml scenario file)",
+                spec.name,
+                names.join(", ")
+            )
         }
     }
-    let names: Vec<&str> = SCENARIOS.iter().map(|s| s.0).collect();
-    bail!("unknown scenario `{name}`; built-in scenarios: {} (or a .toml scenario file)", names.join(", "))
+}
+
+/// An entity scenario (20 Questions, Guess My City, a scenario file) by spec, for the
+/// commands and tools that need one.
+pub fn entity(text: &str) -> Result<Arc<EntityScenario>> {
+    let s = load(text)?;
+    s.as_any()
+        .downcast_ref::<Arc<EntityScenario>>()
+        .cloned()
+        .ok_or_else(|| anyhow!("`{text}` is not an entity scenario (20 Questions, Guess My City or a scenario file)"))
 }

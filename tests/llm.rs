@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use dialogym::agents::llm::PersonaCounters;
 use dialogym::engine::lm::{ChatMessage, ChatRequest, Sampling};
-use dialogym::engine::{Role, Spec};
+use dialogym::engine::{Context, Role, Spec};
 use dialogym::llm::{DEFAULT_EMBEDDER, DEFAULT_MATCH_THRESHOLD, MiniLmMatcher, load_model, play_episodes};
 use dialogym::policies::lm::model::WeightFormat;
 use dialogym::policies::lm::{LocalModel, ModelOptions, gguf};
@@ -30,7 +31,7 @@ fn embedder_dir() -> PathBuf {
 }
 
 fn model() -> LocalModel {
-    load_model(&model_path(), WeightFormat::Q8_0).expect("the small model loads")
+    load_model(&Context::new(), &model_path(), WeightFormat::Q8_0).expect("the small model loads")
 }
 
 fn fixture(name: &str) -> serde_json::Value {
@@ -40,7 +41,7 @@ fn fixture(name: &str) -> serde_json::Value {
 }
 
 fn scenario() -> Arc<EntityScenario> {
-    Arc::new(dialogym::scenarios::load("twenty-questions").expect("built-in scenario"))
+    dialogym::session::entity("twenty-questions").expect("built-in scenario")
 }
 
 /// 20 Questions cut to `turns` agent turns: the episodes below test that play runs to the
@@ -162,8 +163,9 @@ fn stop_strings_and_max_tokens_end_replies() {
 fn episode_with_an_llm_persona_runs_to_the_end() {
     let s = short_game(5);
     let spec = Spec::parse(&format!("llm:{}(max_tokens=4,grounding=check)", model_path().display())).expect("spec");
-    let persona = dialogym::llm::build_llm_persona(&spec, &s).expect("persona");
-    let agent = dialogym::agents::entity_agent(&Spec::parse("greedy-eig").expect("spec")).expect("agent");
+    let context = Context::new();
+    let persona = dialogym::llm::build_llm_persona(&spec, &s, &context).expect("persona");
+    let agent = dialogym::session::agent(&Spec::parse("greedy-eig").expect("spec"), &*s, &context).expect("agent");
     let rows = play_episodes(s.clone(), agent, persona, 2, 3, 2, &AtomicBool::new(false)).expect("plays");
     assert_eq!(rows.len(), 2);
     for r in &rows {
@@ -172,20 +174,23 @@ fn episode_with_an_llm_persona_runs_to_the_end() {
         assert_eq!(r.persona, spec.to_string());
         assert!(r.messages.iter().any(|m| m.role == Role::Persona));
     }
-    let reports = dialogym::llm::persona_reports();
-    let (_, st) = reports.iter().find(|(id, _)| *id == spec.to_string()).expect("stats registered");
+    let stats = context.report::<PersonaCounters>(&spec.to_string()).expect("stats registered");
+    let st = *stats.lock().expect("stats");
     assert!(st.replies > 0 && st.checked > 0, "greedy-eig asks bank questions, so answers are checked: {st:?}");
+    let lines = context.report_lines();
+    assert_eq!(lines.len(), 1, "one report per label: {lines:?}");
+    assert!(lines[0].1.contains(&format!("/{} replies off-protocol", st.replies)), "{lines:?}");
 }
 
 #[test]
 fn episode_with_an_llm_agent_runs_to_the_end() {
     let s = short_game(4);
     let spec = Spec::parse(&format!("llm:{}(max_tokens=16)", model_path().display())).expect("spec");
-    let agent = dialogym::llm::build_llm_agent(&spec, &s).expect("agent");
+    let context = Context::new();
+    let agent = dialogym::llm::build_llm_agent(&spec, &s, &context).expect("agent");
     let _ = embedder_dir();
-    let oracle = dialogym::llm::persona(&Spec::parse("oracle(matcher=minilm)").expect("spec"), &s)
-        .expect("builds")
-        .expect("a matching oracle");
+    let oracle = dialogym::session::persona(&Spec::parse("oracle(matcher=minilm)").expect("spec"), &*s, &context)
+        .expect("builds");
     let rows = play_episodes(s.clone(), agent, oracle, 1, 5, 1, &AtomicBool::new(false)).expect("plays");
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
@@ -202,7 +207,7 @@ fn episode_with_an_llm_agent_runs_to_the_end() {
 #[test]
 fn matcher_threshold_separates_paraphrases_from_other_questions() {
     let s = scenario();
-    let mut m = MiniLmMatcher::new(&embedder_dir(), DEFAULT_MATCH_THRESHOLD).expect("embedder loads");
+    let mut m = MiniLmMatcher::new(&Context::new(), &embedder_dir(), DEFAULT_MATCH_THRESHOLD).expect("embedder loads");
     let fx = fixture("matcher_questions.json");
     let mut right = 0;
     let paraphrases = fx["paraphrases"].as_array().expect("paraphrases");

@@ -23,7 +23,7 @@ use rand::Rng as _;
 /// scenario file. Per-scenario knowledge (the return range, the cast) comes from the
 /// scenario itself.
 fn scenarios() -> Vec<String> {
-    let mut names: Vec<String> = SCENARIOS.iter().map(|(name, _, _)| name.to_string()).collect();
+    let mut names: Vec<String> = SCENARIOS.iter().map(|row| row.name.to_string()).collect();
     assert!(names.len() >= 3, "the registry lost scenarios: {names:?}");
     names.push(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/diagnose_the_fault.toml").to_string());
     names

@@ -246,6 +246,7 @@ fn malformed_parameters_are_errors_not_panics() {
     assert!(load("tutoring(max_turns=5,cost=0.02,threshold=0.7)").is_ok());
     assert!(load("preference-elicitation(k=5,cost=0.01)").is_ok());
 
+    let ctx = dialogym::engine::Context::new();
     let t = Tutoring::from_spec(&Spec::parse("tutoring").unwrap()).unwrap();
     for bad in [
         "adaptive(eps=2)",
@@ -256,19 +257,22 @@ fn malformed_parameters_are_errors_not_panics() {
         "random(end=1.1)",
         "greedy-eig",
     ] {
-        assert!(dialogym::agents::tutoring_agent(&Spec::parse(bad).unwrap(), &t).is_err(), "{bad}");
+        assert!(dialogym::session::agent(&Spec::parse(bad).unwrap(), &t, &ctx).is_err(), "{bad}");
     }
-    assert!(dialogym::agents::tutoring_persona(&Spec::parse("student(slip=0.1)").unwrap()).is_err());
-    assert!(dialogym::agents::tutoring_persona(&Spec::parse("oracle").unwrap()).is_ok());
+    assert!(dialogym::session::persona(&Spec::parse("student(slip=0.1)").unwrap(), &t, &ctx).is_err());
+    assert!(dialogym::session::persona(&Spec::parse("oracle").unwrap(), &t, &ctx).is_ok());
+    // The generic agents check their parameters too (`uniform` has none).
+    assert!(dialogym::session::agent(&Spec::parse("uniform(x=1)").unwrap(), &t, &ctx).is_err());
+    assert!(dialogym::session::agent(&Spec::parse("uniform").unwrap(), &t, &ctx).is_ok());
 
     let p = Preference::from_spec(&Spec::parse("preference-elicitation").unwrap()).unwrap();
     for bad in
         ["bayesian(eps=-0.1)", "bayesian(min_voi=-1)", "bayesian(one_by_one=maybe)", "popular(k=3)", "random(ask=7)"]
     {
-        assert!(dialogym::agents::preference_agent(&Spec::parse(bad).unwrap(), &p).is_err(), "{bad}");
+        assert!(dialogym::session::agent(&Spec::parse(bad).unwrap(), &p, &ctx).is_err(), "{bad}");
     }
     for bad in ["traveller(noise=-1)", "traveller(temperature=x)", "traveller(slip=0.1)", "oracle2"] {
-        assert!(dialogym::agents::preference_persona(&Spec::parse(bad).unwrap(), &p).is_err(), "{bad}");
+        assert!(dialogym::session::persona(&Spec::parse(bad).unwrap(), &p, &ctx).is_err(), "{bad}");
     }
 }
 

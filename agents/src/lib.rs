@@ -1,5 +1,6 @@
-//! dialogym's speakers: scripted personas and baseline agents, and the roster that builds
-//! them from specs.
+//! dialogym's speakers: scripted personas and baseline agents, each one row of its
+//! scenario type's table (`ENTITY_AGENTS`, `polling::POLL_AGENTS`, ...): name, usage, help,
+//! builder.
 
 pub mod belief;
 pub mod critique;
@@ -13,42 +14,58 @@ pub mod tutoring;
 pub mod uniform;
 
 use anyhow::{Result, bail};
-use dialogym_engine::{Agent, Persona, Spec};
+use dialogym_engine::{Agent, AgentRow, Context, Persona, PersonaRow, SpeakerRow, Spec};
 use dialogym_scenarios::entity::EntityScenario;
 
-pub use preference::{PREFERENCE_AGENTS, PREFERENCE_PERSONAS, preference_agent, preference_persona};
-pub use tutoring::{TUTORING_AGENTS, TUTORING_PERSONAS, tutoring_agent, tutoring_persona};
+pub use preference::{PREFERENCE_AGENTS, PREFERENCE_PERSONAS};
+pub use tutoring::{TUTORING_AGENTS, TUTORING_PERSONAS};
 
-/// Agents every entity scenario offers, with a line each (for `--help` and errors).
-pub const ENTITY_AGENTS: &[(&str, &str)] = &[
-    ("greedy-eig", "asks the most informative question, names the most likely entity when that beats asking"),
-    ("eps-greedy(eps=0.3)", "greedy EIG, but a random unasked question with probability eps"),
-    ("early-guesser(threshold=0.05)", "greedy EIG, but names the top entity once its probability reaches threshold"),
-    ("redundant(p=0.5)", "greedy EIG, but repeats an earlier question with probability p"),
-    ("random(guess=0.1)", "random unasked questions, a random guess with probability guess"),
-];
-
-/// Personas every entity scenario offers.
-pub const ENTITY_PERSONAS: &[(&str, &str)] =
-    &[("oracle(slip=0)", "answers from the knowledge table; wrong with probability slip")];
-
-/// Builds a scripted agent for an entity scenario.
-pub fn entity_agent(spec: &Spec) -> Result<Box<dyn Agent<EntityScenario>>> {
+/// The builder of every scripted questioner row (`Questioner::from_spec` reads the style
+/// from the spec's name).
+fn questioner(spec: &Spec, _: &EntityScenario, _: &Context) -> Result<Box<dyn Agent<EntityScenario>>> {
     match questioner::Questioner::from_spec(spec)? {
         Some(q) => Ok(Box::new(q)),
-        None => bail!("unknown agent `{}`; valid agents: {}", spec.name, names(ENTITY_AGENTS)),
+        None => bail!("`{spec}` is not a questioner"),
     }
 }
 
-/// Builds a scripted persona for an entity scenario.
-pub fn entity_persona(spec: &Spec, scenario: &EntityScenario) -> Result<Box<dyn Persona<EntityScenario>>> {
+fn oracle(spec: &Spec, scenario: &EntityScenario, _: &Context) -> Result<Box<dyn Persona<EntityScenario>>> {
     match oracle::Oracle::from_spec(spec, scenario)? {
         Some(o) => Ok(Box::new(o)),
-        None => bail!("unknown persona `{}`; valid personas: {}", spec.name, names(ENTITY_PERSONAS)),
+        None => bail!("`{spec}` is not the oracle"),
     }
 }
 
-/// "a, b, c" of the names in a roster.
-pub fn names(roster: &[(&str, &str)]) -> String {
-    roster.iter().map(|(n, _)| n.split('(').next().unwrap_or(n)).collect::<Vec<_>>().join(", ")
+const fn questioner_row(name: &'static str, usage: &'static str, help: &'static str) -> AgentRow<EntityScenario> {
+    SpeakerRow { name, aliases: &[], usage, help, build: questioner }
 }
+
+/// The scripted agents of every entity scenario (20 Questions, Guess My City, files).
+pub const ENTITY_AGENTS: &[AgentRow<EntityScenario>] = &[
+    questioner_row(
+        "greedy-eig",
+        "greedy-eig",
+        "asks the most informative question, names the most likely entity when that beats asking",
+    ),
+    questioner_row(
+        "eps-greedy",
+        "eps-greedy(eps=0.3)",
+        "greedy EIG, but a random unasked question with probability eps",
+    ),
+    questioner_row(
+        "early-guesser",
+        "early-guesser(threshold=0.05)",
+        "greedy EIG, but names the top entity once its probability reaches threshold",
+    ),
+    questioner_row("redundant", "redundant(p=0.5)", "greedy EIG, but repeats an earlier question with probability p"),
+    questioner_row("random", "random(guess=0.1)", "random unasked questions, a random guess with probability guess"),
+];
+
+/// The scripted personas of every entity scenario.
+pub const ENTITY_PERSONAS: &[PersonaRow<EntityScenario>] = &[SpeakerRow {
+    name: "oracle",
+    aliases: &[],
+    usage: "oracle(slip=0)",
+    help: "answers from the knowledge table; wrong with probability slip",
+    build: oracle,
+}];

@@ -17,6 +17,7 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, bail};
+use dialogym_engine::context::Report;
 use dialogym_engine::lm::{ChatMessage, ChatRequest, LanguageModel, Sampling};
 use dialogym_engine::seed::{Rng, mix64};
 use dialogym_engine::{Agent, AgentTurn, Message, Persona, PersonaTurn, Role, Scenario, Spec};
@@ -163,13 +164,59 @@ impl PersonaStats {
     }
 }
 
+/// The counters of the LLM personas that share one label, as a report of the run.
+#[derive(Default, Debug)]
+pub struct PersonaCounters(pub Mutex<PersonaStats>);
+
+impl std::ops::Deref for PersonaCounters {
+    type Target = Mutex<PersonaStats>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Report for PersonaCounters {
+    fn line(&self) -> String {
+        let s = self.lock().map(|s| *s).unwrap_or_default();
+        format!(
+            "persona consistency: {}/{} checked answers disagree with the table ({:.0}%), {}/{} replies off-protocol",
+            s.disagreements,
+            s.checked,
+            100.0 * s.disagreement_rate(),
+            s.off_protocol,
+            s.replies
+        )
+    }
+}
+
+/// The counters of the matching oracles that share one label.
+#[derive(Default, Debug)]
+pub struct MatchCounters(pub Mutex<MatchStats>);
+
+impl std::ops::Deref for MatchCounters {
+    type Target = Mutex<MatchStats>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Report for MatchCounters {
+    fn line(&self) -> String {
+        let s = self.lock().map(|s| *s).unwrap_or_default();
+        format!(
+            "question matching: {} questions, {} exact, {} matched to the bank, {} unanswerable",
+            s.questions, s.exact, s.matched, s.unmatched
+        )
+    }
+}
+
 /// A persona played by a language model from the scenario's persona card.
 pub struct LlmPersona {
     model: Box<dyn LanguageModel>,
     sampling: Sampling,
     grounding: Grounding,
     matcher: Option<Box<dyn QuestionMatcher>>,
-    stats: Arc<Mutex<PersonaStats>>,
+    stats: Arc<PersonaCounters>,
     spec: String,
 }
 
@@ -190,9 +237,15 @@ impl LlmPersona {
         LlmPersona { model, sampling, grounding, matcher, stats: Arc::default(), spec }
     }
 
+    /// Counts into `stats` (shared with other personas of the same label) instead of its own.
+    pub fn counting_into(mut self, stats: Arc<PersonaCounters>) -> LlmPersona {
+        self.stats = stats;
+        self
+    }
+
     /// A handle on the consistency counters that stays valid after the persona moves into
     /// a run.
-    pub fn stats(&self) -> Arc<Mutex<PersonaStats>> {
+    pub fn stats(&self) -> Arc<PersonaCounters> {
         self.stats.clone()
     }
 }
@@ -384,7 +437,7 @@ pub struct MatchingOracle {
     matcher: Box<dyn QuestionMatcher>,
     slip: f64,
     spec: String,
-    stats: Arc<Mutex<MatchStats>>,
+    stats: Arc<MatchCounters>,
 }
 
 impl MatchingOracle {
@@ -393,8 +446,14 @@ impl MatchingOracle {
         MatchingOracle { matcher, slip, spec, stats: Arc::default() }
     }
 
+    /// Counts into `stats` (shared with other oracles of the same label).
+    pub fn counting_into(mut self, stats: Arc<MatchCounters>) -> MatchingOracle {
+        self.stats = stats;
+        self
+    }
+
     /// A handle on the counters.
-    pub fn stats(&self) -> Arc<Mutex<MatchStats>> {
+    pub fn stats(&self) -> Arc<MatchCounters> {
         self.stats.clone()
     }
 }
@@ -585,7 +644,8 @@ mod tests {
     use super::*;
 
     fn scenario() -> EntityScenario {
-        dialogym_scenarios::load("twenty-questions").expect("built-in scenario")
+        dialogym_scenarios::twenty_questions::from_spec(&Spec::parse("twenty-questions").unwrap())
+            .expect("built-in scenario")
     }
 
     #[test]

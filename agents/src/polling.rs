@@ -4,19 +4,48 @@
 
 use anyhow::{Result, bail};
 use dialogym_engine::transcript::agent_turns;
-use dialogym_engine::{Agent, AgentTurn, Persona, PersonaTurn, Role, Spec};
+use dialogym_engine::{Agent, AgentRow, AgentTurn, Context, Persona, PersonaRow, PersonaTurn, Role, SpeakerRow, Spec};
 use dialogym_scenarios::polling::{Poll, PollUtterance, Respondent};
 use rand::Rng as _;
 
+fn pollster(spec: &Spec, _: &Poll, _: &Context) -> Result<Box<dyn Agent<Poll>>> {
+    match Pollster::from_spec(spec)? {
+        Some(p) => Ok(Box::new(p)),
+        None => bail!("`{spec}` is not a pollster"),
+    }
+}
+
+fn respondent(spec: &Spec, _: &Poll, _: &Context) -> Result<Box<dyn Persona<Poll>>> {
+    spec.expect_only(&[])?;
+    Ok(Box::new(RespondentPersona { spec: "respondent".into() }))
+}
+
 /// Agents the polling scenario offers.
-pub const POLL_AGENTS: &[(&str, &str)] = &[
-    ("eig-poll(on=targets)", "asks the question with the highest expected information gain, then predicts"),
-    ("random-poll", "asks random unasked questions, then predicts with the same posterior"),
+pub const POLL_AGENTS: &[AgentRow<Poll>] = &[
+    SpeakerRow {
+        name: "eig-poll",
+        aliases: &[],
+        usage: "eig-poll(on=targets)",
+        help: "asks the question with the highest expected information gain, then predicts",
+        build: pollster,
+    },
+    SpeakerRow {
+        name: "random-poll",
+        aliases: &[],
+        usage: "random-poll",
+        help: "asks random unasked questions, then predicts with the same posterior",
+        build: pollster,
+    },
 ];
 
 /// Personas the polling scenario offers.
-pub const POLL_PERSONAS: &[(&str, &str)] =
-    &[("respondent", "answers with the answers drawn for its hidden class (alias: oracle)")];
+pub const POLL_PERSONAS: &[PersonaRow<Poll>] = &[SpeakerRow {
+    name: "respondent",
+    aliases: &["oracle"],
+    usage: "respondent",
+    help: "answers with the answers drawn for its hidden class (alias: oracle)",
+    build: respondent,
+}];
 
 /// What the information gain is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,17 +149,6 @@ pub struct RespondentPersona {
     spec: String,
 }
 
-impl RespondentPersona {
-    /// `respondent` (or `oracle`, the name every scenario's scripted persona answers to).
-    pub fn from_spec(spec: &Spec) -> Result<Option<RespondentPersona>> {
-        if spec.name != "respondent" && spec.name != "oracle" {
-            return Ok(None);
-        }
-        spec.expect_only(&[])?;
-        Ok(Some(RespondentPersona { spec: "respondent".into() }))
-    }
-}
-
 /// The respondent's reply to anything that is not an askable question.
 pub const DECLINE: &str = "Sorry, I can only answer the survey's questions.";
 
@@ -151,21 +169,5 @@ impl Persona<Poll> for RespondentPersona {
                 }
             })
             .collect())
-    }
-}
-
-/// Builds a polling agent.
-pub fn poll_agent(spec: &Spec) -> Result<Box<dyn Agent<Poll>>> {
-    match Pollster::from_spec(spec)? {
-        Some(p) => Ok(Box::new(p)),
-        None => bail!("unknown agent `{}`; valid agents: {}", spec.name, crate::names(POLL_AGENTS)),
-    }
-}
-
-/// Builds a polling persona.
-pub fn poll_persona(spec: &Spec) -> Result<Box<dyn Persona<Poll>>> {
-    match RespondentPersona::from_spec(spec)? {
-        Some(p) => Ok(Box::new(p)),
-        None => bail!("unknown persona `{}`; valid personas: {}", spec.name, crate::names(POLL_PERSONAS)),
     }
 }

@@ -19,50 +19,61 @@
 use anyhow::{Result, bail};
 use dialogym_engine::seed::{Stream, turn_rng};
 use dialogym_engine::transcript::agent_turns;
-use dialogym_engine::{Agent, AgentTurn, Message, Persona, PersonaTurn, Role, Scenario, Spec};
+use dialogym_engine::{
+    Agent, AgentRow, AgentTurn, Context, Message, Persona, PersonaRow, PersonaTurn, Role, Scenario, SpeakerRow, Spec,
+};
 use dialogym_scenarios::preference::{Move, Preference, Question, Traveller, normal_cdf, rating_probabilities};
 use rand::Rng as _;
 
-use crate::names;
+fn travel_agent(spec: &Spec, scenario: &Preference, _: &Context) -> Result<Box<dyn Agent<Preference>>> {
+    match TravelAgent::from_spec(spec, scenario)? {
+        Some(a) => Ok(Box::new(a)),
+        None => bail!("`{spec}` is not a travel agent"),
+    }
+}
+
+fn traveller(spec: &Spec, scenario: &Preference, _: &Context) -> Result<Box<dyn Persona<Preference>>> {
+    spec.expect_only(&["noise", "temperature"])?;
+    let (noise, temperature) = answer_model(spec, scenario)?;
+    Ok(Box::new(ScriptedTraveller { noise, temperature }))
+}
 
 /// Agents the preference-elicitation scenario offers.
-pub const PREFERENCE_AGENTS: &[(&str, &str)] = &[
-    (
-        "bayesian(one_by_one=false,eps=0)",
-        "factored posterior over the traveller; asks the question of highest value of information while it \
-         beats the question's cost, then recommends the top k (one_by_one: one activity per utterance; \
-         eps: random questions); noise and temperature: the answer model it assumes",
-    ),
-    ("popular(one_by_one=false)", "recommends the k activities the average traveller likes best, without asking"),
-    ("random(ask=0.7)", "random questions; recommends a random activity with probability 1 − ask"),
+pub const PREFERENCE_AGENTS: &[AgentRow<Preference>] = &[
+    SpeakerRow {
+        name: "bayesian",
+        aliases: &[],
+        usage: "bayesian(one_by_one=false,eps=0)",
+        help: "factored posterior over the traveller; asks the question of highest value of information while it \
+               beats the question's cost, then recommends the top k (one_by_one: one activity per utterance; \
+               eps: random questions); noise and temperature: the answer model it assumes",
+        build: travel_agent,
+    },
+    SpeakerRow {
+        name: "popular",
+        aliases: &[],
+        usage: "popular(one_by_one=false)",
+        help: "recommends the k activities the average traveller likes best, without asking",
+        build: travel_agent,
+    },
+    SpeakerRow {
+        name: "random",
+        aliases: &[],
+        usage: "random(ask=0.7)",
+        help: "random questions; recommends a random activity with probability 1 − ask",
+        build: travel_agent,
+    },
 ];
 
 /// Personas the preference-elicitation scenario offers.
-pub const PREFERENCE_PERSONAS: &[(&str, &str)] = &[(
-    "traveller(noise=0.5,temperature=0.25)",
-    "answers ratings with Gaussian noise, pairwise choices by a logit on utility, constraints truthfully \
-     (alias: oracle)",
-)];
-
-/// Builds a scripted travel agent.
-pub fn preference_agent(spec: &Spec, scenario: &Preference) -> Result<Box<dyn Agent<Preference>>> {
-    match TravelAgent::from_spec(spec, scenario)? {
-        Some(a) => Ok(Box::new(a)),
-        None => bail!("unknown agent `{}`; valid agents: {}", spec.name, names(PREFERENCE_AGENTS)),
-    }
-}
-
-/// Builds the scripted traveller.
-pub fn preference_persona(spec: &Spec, scenario: &Preference) -> Result<Box<dyn Persona<Preference>>> {
-    match spec.name.as_str() {
-        "traveller" | "oracle" => {
-            spec.expect_only(&["noise", "temperature"])?;
-            let (noise, temperature) = answer_model(spec, scenario)?;
-            Ok(Box::new(ScriptedTraveller { noise, temperature }))
-        }
-        _ => bail!("unknown persona `{}`; valid personas: {}", spec.name, names(PREFERENCE_PERSONAS)),
-    }
-}
+pub const PREFERENCE_PERSONAS: &[PersonaRow<Preference>] = &[SpeakerRow {
+    name: "traveller",
+    aliases: &["oracle"],
+    usage: "traveller(noise=0.5,temperature=0.25)",
+    help: "answers ratings with Gaussian noise, pairwise choices by a logit on utility, constraints truthfully \
+           (alias: oracle)",
+    build: traveller,
+}];
 
 fn answer_model(spec: &Spec, scenario: &Preference) -> Result<(f64, f64)> {
     let noise: f64 = spec.get("noise", scenario.rules.rating_noise)?;

@@ -13,53 +13,61 @@
 
 use anyhow::{Result, bail};
 use dialogym_engine::transcript::agent_turns;
-use dialogym_engine::{Agent, AgentTurn, Message, Persona, PersonaTurn, Role, Spec};
+use dialogym_engine::{
+    Agent, AgentRow, AgentTurn, Context, Message, Persona, PersonaRow, PersonaTurn, Role, SpeakerRow, Spec,
+};
 use dialogym_scenarios::tutoring::{
     AHA_REPLY, EXAMPLE_REPLY, FOLLOWED_REPLY, LOST_REPLY, Outcome, Student, TutorAction, Tutoring,
 };
 use rand::Rng as _;
 
-use crate::names;
+fn tutor(spec: &Spec, scenario: &Tutoring, _: &Context) -> Result<Box<dyn Agent<Tutoring>>> {
+    match Tutor::from_spec(spec, scenario)? {
+        Some(t) => Ok(Box::new(t)),
+        None => bail!("`{spec}` is not a tutor"),
+    }
+}
+
+fn student(spec: &Spec, _: &Tutoring, _: &Context) -> Result<Box<dyn Persona<Tutoring>>> {
+    spec.expect_only(&[])?;
+    Ok(Box::new(ScriptedStudent))
+}
 
 /// Agents the tutoring scenario offers.
-pub const TUTORING_AGENTS: &[(&str, &str)] = &[
-    (
-        "adaptive(eps=0,horizon=6)",
-        "BKT belief from the transcript; weighs each diagnostic and teaching move by its gain plus an \
-         open-loop plan of `horizon` moves after its reply, so it diagnoses when the answer pays and teaches \
-         the weakest skill whose prerequisites are mastered; ends when no move pays; eps: random moves",
-    ),
-    (
-        "lecture(level=standard,passes=2)",
-        "explains every skill in curriculum order at one level, passes times, then ends",
-    ),
-    ("random(end=0.05)", "random utterances; ends the session with probability end"),
+pub const TUTORING_AGENTS: &[AgentRow<Tutoring>] = &[
+    SpeakerRow {
+        name: "adaptive",
+        aliases: &[],
+        usage: "adaptive(eps=0,horizon=6)",
+        help: "BKT belief from the transcript; weighs each diagnostic and teaching move by its gain plus an \
+               open-loop plan of `horizon` moves after its reply, so it diagnoses when the answer pays and teaches \
+               the weakest skill whose prerequisites are mastered; ends when no move pays; eps: random moves",
+        build: tutor,
+    },
+    SpeakerRow {
+        name: "lecture",
+        aliases: &[],
+        usage: "lecture(level=standard,passes=2)",
+        help: "explains every skill in curriculum order at one level, passes times, then ends",
+        build: tutor,
+    },
+    SpeakerRow {
+        name: "random",
+        aliases: &[],
+        usage: "random(end=0.05)",
+        help: "random utterances; ends the session with probability end",
+        build: tutor,
+    },
 ];
 
 /// Personas the tutoring scenario offers.
-pub const TUTORING_PERSONAS: &[(&str, &str)] = &[(
-    "student",
-    "answers by its true mastery (BKT slip and guess), learns as the scenario rules say (alias: oracle)",
-)];
-
-/// Builds a scripted tutor.
-pub fn tutoring_agent(spec: &Spec, scenario: &Tutoring) -> Result<Box<dyn Agent<Tutoring>>> {
-    match Tutor::from_spec(spec, scenario)? {
-        Some(t) => Ok(Box::new(t)),
-        None => bail!("unknown agent `{}`; valid agents: {}", spec.name, names(TUTORING_AGENTS)),
-    }
-}
-
-/// Builds the scripted student.
-pub fn tutoring_persona(spec: &Spec) -> Result<Box<dyn Persona<Tutoring>>> {
-    match spec.name.as_str() {
-        "student" | "oracle" => {
-            spec.expect_only(&[])?;
-            Ok(Box::new(ScriptedStudent))
-        }
-        _ => bail!("unknown persona `{}`; valid personas: {}", spec.name, names(TUTORING_PERSONAS)),
-    }
-}
+pub const TUTORING_PERSONAS: &[PersonaRow<Tutoring>] = &[SpeakerRow {
+    name: "student",
+    aliases: &["oracle"],
+    usage: "student",
+    help: "answers by its true mastery (BKT slip and guess), learns as the scenario rules say (alias: oracle)",
+    build: student,
+}];
 
 /// The scripted student: replays the session to its true state and answers from it.
 pub struct ScriptedStudent;

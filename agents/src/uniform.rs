@@ -3,20 +3,23 @@
 //! scenario-specific.
 
 use anyhow::Result;
-use dialogym_engine::{Agent, AgentTurn, Scenario, Spec};
+use dialogym_engine::{Agent, AgentRow, AgentTurn, Scenario, SpeakerRow};
 use rand::Rng as _;
 
 /// Picks uniformly among `Scenario::candidates` in each state.
 pub struct Uniform;
 
-impl Uniform {
-    /// `uniform` (no parameters).
-    pub fn from_spec(spec: &Spec) -> Result<Option<Uniform>> {
-        if spec.name != "uniform" {
-            return Ok(None);
-        }
-        spec.expect_only(&[])?;
-        Ok(Some(Uniform))
+/// The `uniform` row, for any scenario.
+pub fn row<S: Scenario>() -> AgentRow<S> {
+    SpeakerRow {
+        name: "uniform",
+        aliases: &[],
+        usage: "uniform",
+        help: "one of the scenario's candidate utterances, uniformly at random",
+        build: |spec, _, _| {
+            spec.expect_only(&[])?;
+            Ok(Box::new(Uniform))
+        },
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`Scenario`], speakers implement [`Agent`] and [`Persona`], language-model backends
 //! implement [`lm::LanguageModel`].
 
+pub mod context;
 pub mod corpus;
 pub mod judge;
 pub mod lm;
@@ -17,7 +18,8 @@ pub mod transcript;
 pub mod util;
 pub mod world;
 
+pub use context::Context;
 pub use scenario::{Judgement, Scenario};
-pub use speaker::{Agent, AgentTurn, Persona, PersonaTurn};
+pub use speaker::{Agent, AgentRow, AgentTurn, Persona, PersonaRow, PersonaTurn, SpeakerRow};
 pub use spec::{MixSpec, Spec};
 pub use transcript::{Message, Role};

@@ -51,4 +51,13 @@ pub trait Scenario: Send + Sync + 'static {
 
     /// The instructions a language-model agent gets.
     fn agent_brief(&self) -> String;
+
+    /// The rules in a few lines, for `scenarios describe`.
+    fn rules(&self) -> String;
+
+    /// The documented range of an episode's return (`tests/properties.rs` holds every
+    /// registered scenario to it); None until a scenario documents one.
+    fn return_range(&self) -> Option<(f64, f64)> {
+        None
+    }
 }

@@ -79,6 +79,14 @@ impl Spec {
         Ok(p)
     }
 
+    /// The parameters as a typed struct `P` (serde, usually with `deny_unknown_fields` and
+    /// `default`s): each value is read as the type of its field, so `eps=0.3` fills an
+    /// `f64`, `one_by_one=true` a `bool`, `level=standard` a `String`, and a key the struct
+    /// does not have is an error that names the spec and the known keys.
+    pub fn params<P: serde::de::DeserializeOwned>(&self) -> Result<P> {
+        P::deserialize(params::ParamMap(&self.params)).map_err(|e| anyhow!("`{self}`: {e}"))
+    }
+
     /// Fails on parameters the component does not know (a typo must not pass silently).
     pub fn expect_only(&self, known: &[&str]) -> Result<()> {
         for k in self.params.keys() {
@@ -88,6 +96,87 @@ impl Spec {
             }
         }
         Ok(())
+    }
+}
+
+/// A serde deserializer over a spec's `key=value` strings: each value is parsed as the type
+/// its field asks for.
+mod params {
+    use std::collections::BTreeMap;
+
+    use serde::de::value::{Error, MapDeserializer};
+    use serde::de::{Deserializer, IntoDeserializer, Visitor};
+    use serde::forward_to_deserialize_any;
+
+    pub struct ParamMap<'a>(pub &'a BTreeMap<String, String>);
+
+    impl<'de> Deserializer<'de> for ParamMap<'_> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            visitor.visit_map(MapDeserializer::new(self.0.iter().map(|(k, v)| (k.as_str(), Value(v.as_str())))))
+        }
+
+        forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+        }
+    }
+
+    /// One value: parsed as the visitor's type.
+    pub struct Value<'a>(&'a str);
+
+    impl<'de> IntoDeserializer<'de, Error> for Value<'_> {
+        type Deserializer = Self;
+        fn into_deserializer(self) -> Self {
+            self
+        }
+    }
+
+    macro_rules! parse_as {
+        ($($method:ident => $visit:ident: $t:ty),* $(,)?) => {$(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                match self.0.parse::<$t>() {
+                    Ok(v) => visitor.$visit(v),
+                    Err(e) => Err(serde::de::Error::custom(format!("`{}` is not a valid {}: {e}", self.0, stringify!($t)))),
+                }
+            }
+        )*};
+    }
+
+    impl<'de> Deserializer<'de> for Value<'_> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            visitor.visit_str(self.0)
+        }
+
+        parse_as! {
+            deserialize_bool => visit_bool: bool,
+            deserialize_i8 => visit_i8: i8, deserialize_i16 => visit_i16: i16,
+            deserialize_i32 => visit_i32: i32, deserialize_i64 => visit_i64: i64,
+            deserialize_u8 => visit_u8: u8, deserialize_u16 => visit_u16: u16,
+            deserialize_u32 => visit_u32: u32, deserialize_u64 => visit_u64: u64,
+            deserialize_f32 => visit_f32: f32, deserialize_f64 => visit_f64: f64,
+        }
+
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            visitor.visit_some(self)
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            _variants: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            visitor.visit_enum(self.0.into_deserializer())
+        }
+
+        forward_to_deserialize_any! {
+            i128 u128 char str string bytes byte_buf unit unit_struct newtype_struct seq tuple tuple_struct
+            map struct identifier ignored_any
+        }
     }
 }
 
@@ -184,6 +273,33 @@ fn split_top_level(text: &str, sep: char) -> Vec<&str> {
 
 #[cfg(test)]
 mod tests {
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct P {
+        #[serde(default)]
+        eps: f64,
+        #[serde(default)]
+        one_by_one: bool,
+        #[serde(default)]
+        level: String,
+        #[serde(default)]
+        k: Option<usize>,
+    }
+
+    #[test]
+    fn params_read_each_value_as_its_field_type_and_refuse_unknown_keys() {
+        let p: P = Spec::parse("x(eps=0.25,one_by_one=true,level=standard,k=3)").unwrap().params().unwrap();
+        assert_eq!(p, P { eps: 0.25, one_by_one: true, level: "standard".into(), k: Some(3) });
+        let d: P = Spec::parse("x").unwrap().params().unwrap();
+        assert_eq!(d, P { eps: 0.0, one_by_one: false, level: String::new(), k: None });
+        let e = Spec::parse("x(epz=1)").unwrap().params::<P>().unwrap_err().to_string();
+        assert!(e.contains("x(epz=1)") && e.contains("unknown field `epz`") && e.contains("eps"), "{e}");
+        let e = Spec::parse("x(eps=lots)").unwrap().params::<P>().unwrap_err().to_string();
+        assert!(e.contains("`lots` is not a valid f64"), "{e}");
+        let e = Spec::parse("x(k=-1)").unwrap().params::<P>().unwrap_err().to_string();
+        assert!(e.contains("`-1` is not a valid usize"), "{e}");
+    }
+
     use super::*;
 
     #[test]

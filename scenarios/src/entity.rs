@@ -666,6 +666,34 @@ impl Scenario for EntityScenario {
     fn agent_brief(&self) -> String {
         self.rules.agent_brief.clone()
     }
+
+    fn rules(&self) -> String {
+        let r = &self.rules;
+        format!(
+            "{}\n\n{}\n\nentities: {} (possible secrets: {})\nquestions in the bank: {}{}\nmax agent turns: {}; \
+             reward: -{} per utterance, {} for naming the secret",
+            r.name,
+            r.description,
+            self.table.entities.len(),
+            self.secrets().len(),
+            self.table.questions(),
+            match self.table.open.len() {
+                0 => String::new(),
+                n => format!(" ({n} of them open)"),
+            },
+            r.max_turns,
+            r.question_cost,
+            r.success_reward
+        )
+    }
+
+    fn return_range(&self) -> Option<(f64, f64)> {
+        // −cost per utterance, success_reward for the one that names the secret (turn n),
+        // or −cost·max_turns without success.
+        let (c, s, t) = (self.rules.question_cost, self.rules.success_reward, self.rules.max_turns);
+        let returns = (1..=t).map(|n| s - c * (n - 1) as f64).chain([-c * t as f64]);
+        Some(returns.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r), hi.max(r))))
+    }
 }
 
 #[cfg(test)]

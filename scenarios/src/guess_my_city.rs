@@ -14,7 +14,12 @@ use crate::file;
 pub const CITIES_TOML: &str = include_str!("../data/guess_my_city.toml");
 
 /// Builds `guess-my-city(holdout=F,split=all|train|test,holdout_seed=S)`.
-pub fn build(spec: &Spec) -> Result<EntityScenario> {
+/// One line for `scenarios list`.
+pub const ABOUT: &str =
+    "LMRL-Gym's Guess My City: 100 world cities, ≤ 20 yes/no or open questions, −1 per question, 0 for naming the city";
+
+/// Builds it from its spec (`holdout`, `split`, `holdout_seed`: see [`crate::with_split`]).
+pub fn from_spec(spec: &Spec) -> Result<EntityScenario> {
     let parsed = file::parse("guess_my_city.toml (embedded)", CITIES_TOML, None).map_err(|e| anyhow!("{e}"))?;
     crate::with_split(spec, parsed)
 }

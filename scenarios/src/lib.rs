@@ -1,5 +1,8 @@
-//! dialogym's scenarios: each is one module plus one line in [`BUILTIN`]. Scenarios are
-//! pure: they know nothing of agents, models, files on disk (beyond what they embed) or IO.
+//! dialogym's scenarios, one module each; each describes itself (`Scenario::rules`,
+//! `Scenario::return_range`, an `ABOUT` line) and is built by its `from_spec`. The one
+//! registry of scenario names is `dialogym::session::SCENARIOS`. Scenarios are
+//! pure: they know nothing of agents, models, files on disk (beyond what they embed and the
+//! scenario file a user names) or IO.
 
 pub mod entity;
 pub mod file;
@@ -15,43 +18,28 @@ use dialogym_engine::seed::mix64;
 
 use entity::EntityScenario;
 
-/// The built-in scenarios: name, builder, one-line description.
-pub const BUILTIN: &[(&str, fn(&Spec) -> Result<EntityScenario>, &str)] = &[
-    (
-        "twenty-questions",
-        twenty_questions::build,
-        "LMRL-Gym's 20 Questions: 158 objects, ≤ 20 yes/no questions, −1 per question, 0 for naming the object",
-    ),
-    ("guess-my-city", guess_my_city::build, GUESS_MY_CITY),
-];
+/// Whether `text` names a scenario file (`path.toml`, or `file:PATH(...)` as a corpus
+/// records it) rather than a registered scenario.
+pub fn is_file_spec(text: &str) -> bool {
+    let t = text.trim();
+    t.ends_with(".toml") || t.starts_with("file:")
+}
 
-/// One line on Guess My City (shared by both registries).
-pub const GUESS_MY_CITY: &str =
-    "LMRL-Gym's Guess My City: 100 world cities, ≤ 20 yes/no or open questions, −1 per question, 0 for naming the city";
-
-/// Loads a scenario: a built-in name (with parameters) or a scenario file
-/// (`path/to/file.toml`, optionally `file:PATH(split=train)`).
-pub fn load(text: &str) -> Result<EntityScenario> {
+/// Loads a scenario file: `path/to/file.toml`, or `file:PATH(split=train,...)`.
+pub fn load_file(text: &str) -> Result<EntityScenario> {
     let text = text.trim();
-    // A bare path; `file:PATH(...)` (what a corpus records) goes through the spec parser.
-    let spec = if text.ends_with(".toml") && !text.starts_with("file:") {
-        Spec { name: "file".into(), arg: Some(text.to_string()), params: Default::default() }
-    } else {
+    let spec = if text.starts_with("file:") {
         Spec::parse(text)?
+    } else {
+        Spec { name: "file".into(), arg: Some(text.to_string()), params: Default::default() }
     };
-    if spec.name == "file" {
-        let path = spec.arg.clone().unwrap_or_default();
-        let body = std::fs::read_to_string(&path).with_context(|| format!("cannot read scenario file {path}"))?;
-        let parsed = file::parse(&path, &body, None).map_err(|e| anyhow::anyhow!("{e}"))?;
-        return with_split(&spec, parsed);
+    if spec.name != "file" {
+        bail!("`{text}` is not a scenario file");
     }
-    for (name, build, _) in BUILTIN {
-        if *name == spec.name {
-            return build(&spec);
-        }
-    }
-    let names: Vec<&str> = BUILTIN.iter().map(|b| b.0).collect();
-    bail!("unknown scenario `{}`; built-in scenarios: {} (or a .toml scenario file)", spec.name, names.join(", "))
+    let path = spec.arg.clone().unwrap_or_default();
+    let body = std::fs::read_to_string(&path).with_context(|| format!("cannot read scenario file {path}"))?;
+    let parsed = file::parse(&path, &body, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    with_split(&spec, parsed)
 }
 
 /// Applies the `holdout`/`split`/`holdout_seed` parameters every entity scenario takes:

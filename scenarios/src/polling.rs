@@ -299,7 +299,7 @@ pub struct Poll {
 
 impl Poll {
     /// Builds `opinion-polling(budget=K)`.
-    pub fn build(spec: &Spec) -> Result<Poll> {
+    pub fn from_spec(spec: &Spec) -> Result<Poll> {
         spec.expect_only(&["budget"])?;
         let (model, mut header) = PollModel::parse(POLL_TOML)?;
         let askable: Vec<usize> = (0..model.questions.len()).filter(|&q| !model.questions[q].target).collect();
@@ -424,6 +424,9 @@ impl Poll {
     }
 }
 
+/// One line for `scenarios list`.
+pub const ABOUT: &str = "adaptive polling: ask ≤ 5 of 18 opinion questions, predict 6 held-out answers";
+
 impl Scenario for Poll {
     type Hidden = Respondent;
 
@@ -533,6 +536,28 @@ impl Scenario for Poll {
             self.model.options.join(")/P(")
         )
     }
+
+    fn rules(&self) -> String {
+        let h = &self.header;
+        let (lo, hi) = self.return_range();
+        format!(
+            "{}\n\n{}\n\nclasses: {}; questions: {} askable, {} targets ({})\nbudget: {} questions, then one \
+             prediction (max agent turns {}); reward: mean target log-likelihood, floor {}, in [{lo:.2}, {hi}]",
+            h.name,
+            h.description,
+            self.model.classes.len(),
+            self.askable.len(),
+            self.targets.len(),
+            self.targets.iter().map(|&t| self.model.questions[t].id.as_str()).collect::<Vec<_>>().join(", "),
+            h.budget,
+            self.max_agent_turns(),
+            h.floor
+        )
+    }
+
+    fn return_range(&self) -> Option<(f64, f64)> {
+        Some(Poll::return_range(self))
+    }
 }
 
 #[cfg(test)]
@@ -541,7 +566,7 @@ mod tests {
     use dialogym_engine::seed::{Stream, turn_rng};
 
     fn poll() -> Poll {
-        Poll::build(&Spec::parse("opinion-polling").unwrap()).unwrap()
+        Poll::from_spec(&Spec::parse("opinion-polling").unwrap()).unwrap()
     }
 
     #[test]
@@ -552,9 +577,9 @@ mod tests {
         assert_eq!(p.targets.len(), 6);
         assert!((p.model.classes.iter().map(|c| c.prior).sum::<f64>() - 1.0).abs() < 1e-12);
         assert_eq!(p.max_agent_turns(), 6);
-        assert!(Poll::build(&Spec::parse("opinion-polling(budget=0)").unwrap()).is_err());
-        assert!(Poll::build(&Spec::parse("opinion-polling(budget=19)").unwrap()).is_err());
-        assert!(Poll::build(&Spec::parse("opinion-polling(budgit=3)").unwrap()).is_err());
+        assert!(Poll::from_spec(&Spec::parse("opinion-polling(budget=0)").unwrap()).is_err());
+        assert!(Poll::from_spec(&Spec::parse("opinion-polling(budget=19)").unwrap()).is_err());
+        assert!(Poll::from_spec(&Spec::parse("opinion-polling(budgit=3)").unwrap()).is_err());
     }
 
     #[test]

@@ -601,6 +601,9 @@ impl Preference {
     }
 }
 
+/// One line for `scenarios list`.
+pub const ABOUT: &str = "a travel agent elicits a traveller's tastes and limits, then recommends 3 of 143 activities";
+
 impl Scenario for Preference {
     type Hidden = Traveller;
 
@@ -718,6 +721,27 @@ impl Scenario for Preference {
             turns = self.rules.max_turns,
             bank = bank.join("\n"),
             catalogue = catalogue.join("\n"),
+        )
+    }
+
+    fn return_range(&self) -> Option<(f64, f64)> {
+        // 1 − regret of the list (≤ 1) minus the cost of utterances that recommend nothing new.
+        Some((-self.rules.question_cost * self.rules.max_turns as f64, 1.0))
+    }
+
+    fn rules(&self) -> String {
+        let r = &self.rules;
+        format!(
+            "preference-elicitation\n\n{}\n\nactivities: {}; questions in the bank: {}; recommend k = {}\nmax agent \
+             turns: {}; reward: normalized utility of the list (1 - regret) at the end, -{} per utterance that \
+             recommends nothing new; success: normalized utility >= {}",
+            self.model.description,
+            self.activities.len(),
+            self.questions.len(),
+            r.k,
+            r.max_turns,
+            r.question_cost,
+            r.success_threshold
         )
     }
 }

@@ -552,6 +552,9 @@ impl Tutoring {
     }
 }
 
+/// One line for `scenarios list`.
+pub const ABOUT: &str = "a tutor diagnoses and teaches 8 skills of fractions to a BKT student with misconceptions";
+
 impl Scenario for Tutoring {
     type Hidden = Student;
 
@@ -710,6 +713,29 @@ impl Scenario for Tutoring {
             skills = skills.join("\n"),
             levels = levels.join(", "),
             end = END_TEXT,
+        )
+    }
+
+    fn return_range(&self) -> Option<(f64, f64)> {
+        // post − pre − cost·(utterances other than ending): mastery is never lost, a score is ≤ 1.
+        Some((-self.rules.turn_cost * self.rules.max_turns as f64, 1.0))
+    }
+
+    fn rules(&self) -> String {
+        let (c, r) = (&self.curriculum, &self.rules);
+        let levels: Vec<&str> = c.levels.iter().map(|l| l.name.as_str()).collect();
+        format!(
+            "tutoring\n\n{}\n\nskills: {}; levels: {}; misconceptions: {}\ncandidate utterances: {}\nmax agent turns: \
+             {}; reward: the rise of the expected post-test score, -{} per utterance except ending; success: post-test \
+             >= {}",
+            c.description,
+            c.skills.len(),
+            levels.join(", "),
+            c.misconceptions.len(),
+            Scenario::candidates(self, &[]).len(),
+            r.max_turns,
+            r.turn_cost,
+            r.success_threshold
         )
     }
 }

@@ -35,7 +35,12 @@ pub fn objects() -> Result<Vec<Entity>> {
 }
 
 /// Builds `twenty-questions(holdout=F,split=all|train|test,holdout_seed=S)`.
-pub fn build(spec: &Spec) -> Result<EntityScenario> {
+/// One line for `scenarios list`.
+pub const ABOUT: &str =
+    "LMRL-Gym's 20 Questions: 158 objects, ≤ 20 yes/no questions, −1 per question, 0 for naming the object";
+
+/// Builds it from its spec (`holdout`, `split`, `holdout_seed`: see [`crate::with_split`]).
+pub fn from_spec(spec: &Spec) -> Result<EntityScenario> {
     let parsed = file::parse("twenty_questions.toml (embedded)", KNOWLEDGE_TOML, Some(objects()?))
         .map_err(|e| anyhow!("{e}"))?;
     crate::with_split(spec, parsed)

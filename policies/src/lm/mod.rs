@@ -202,11 +202,7 @@ impl LocalModel {
             }
             gguf::load(path, opts.format, &opts.device, opts.max_context)?
         };
-        let fmt = match opts.format {
-            WeightFormat::Q8_0 => "q8_0",
-            WeightFormat::AsShipped => "as-shipped",
-            WeightFormat::F32 => "f32",
-        };
+        let fmt = opts.format.name();
         let shown = if hf::is_hf_path(path) { hf::model_dir(path) } else { path.to_path_buf() };
         let file = shown.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         let id = format!("local:{file}(weights={fmt})");

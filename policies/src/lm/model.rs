@@ -118,6 +118,25 @@ pub enum WeightFormat {
     F32,
 }
 
+impl WeightFormat {
+    /// Every format, in the order help lists them.
+    pub const ALL: [WeightFormat; 3] = [WeightFormat::Q8_0, WeightFormat::AsShipped, WeightFormat::F32];
+
+    /// The name specs use (`weights=q8_0`) and model ids show.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::Q8_0 => "q8_0",
+            WeightFormat::AsShipped => "as-shipped",
+            WeightFormat::F32 => "f32",
+        }
+    }
+
+    /// The format a name means.
+    pub fn from_name(name: &str) -> Option<WeightFormat> {
+        WeightFormat::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
 impl Linear {
     /// Builds a linear layer from weight tensors `(n_i, k)`, fused into one Q8_0 matrix when
     /// `format` is Q8_0 and `k` is a multiple of the Q8_0 block.
