@@ -79,25 +79,33 @@ def main():
     ap.add_argument("--persona", default="oracle")
     ap.add_argument("--episodes", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--agents", default="uniform,greedy-eig", help="comma-separated: uniform, greedy-eig")
     args = ap.parse_args()
+    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+    for a in agents:
+        if a not in ("uniform", "greedy-eig"):
+            sys.exit(f"unknown agent {a!r}: this client plays uniform and greedy-eig")
 
     proc, url = start_server(args.bin, args.scenario, args.persona, args.seed)
     try:
         session = requests.Session()
         assert session.get(f"{url}/health", timeout=10).json() == {"status": "healthy"}
-        served = {
-            "uniform": play(session, url, "random", args.episodes, random.Random(args.seed)),
-            "greedy-eig": play(session, url, "greedy", args.episodes, None),
-        }
+        served = {}
+        for a in agents:
+            if a == "uniform":
+                served[a] = play(session, url, "random", args.episodes, random.Random(args.seed))
+            else:
+                served[a] = play(session, url, "greedy", args.episodes, None)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        subprocess.run(
-            [args.bin, "eval", "--scenario", args.scenario, "--persona", args.persona, "--agent", "uniform",
-             "--agent", "greedy-eig", "--episodes", str(args.episodes), "--seed", str(args.seed), "--json", f.name],
-            check=True, stdout=subprocess.DEVNULL)
+        cmd = [args.bin, "eval", "--scenario", args.scenario, "--persona", args.persona]
+        for a in agents:
+            cmd += ["--agent", a]
+        cmd += ["--episodes", str(args.episodes), "--seed", str(args.seed), "--json", f.name]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         evaluated = {r["agent"]: r for r in json.load(open(f.name))}
 
     ok = True

@@ -46,7 +46,8 @@ fn main() {
         let hidden = scenario.sample_hidden(&mut turn_rng(seed, 0, Stream::Hidden));
         let mut tr: Vec<Message> = Vec::new();
         loop {
-            let mut at = [AgentTurn { episode: 0, transcript: &tr, rng: turn_rng(seed, tr.len() as u32, Stream::Agent) }];
+            let mut at =
+                [AgentTurn { episode: 0, transcript: &tr, rng: turn_rng(seed, tr.len() as u32, Stream::Agent) }];
             let text = agent.act(&scenario, &mut at).unwrap().remove(0);
             tr.push(Message::agent(text));
             done_steps += 1;

@@ -92,7 +92,8 @@ pub struct ExportSummary {
 /// Reads shard `k` of a corpus: its JSONL file when the corpus has one, else its Parquet
 /// file. The one place that reads shards, so another reader can replace it.
 pub fn read_shard(dir: &Path, manifest: &Manifest, k: u64) -> Result<Vec<EpisodeRecord>> {
-    let missing = |p: &Path| anyhow!("{}: shard missing (the run was interrupted? finish it with --resume)", p.display());
+    let missing =
+        |p: &Path| anyhow!("{}: shard missing (the run was interrupted? finish it with --resume)", p.display());
     if manifest.formats.contains(&Format::Jsonl) {
         let path = dir.join(shard_name(k, Format::Jsonl));
         if !path.exists() {

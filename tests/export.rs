@@ -173,10 +173,8 @@ fn trl_rows_load_in_hugging_face_datasets() {
         for c in ["prompt", "completion", "reward", "return", "done", "turn"] {
             assert!(cols.contains(&c), "{}: column {c} missing in {cols:?}", out.display());
         }
-        let want: Vec<(&EpisodeRecord, usize, (usize, f64, f64))> = rows
-            .iter()
-            .flat_map(|r| turns(r).into_iter().enumerate().map(move |(n, t)| (r, n, t)))
-            .collect();
+        let want: Vec<(&EpisodeRecord, usize, (usize, f64, f64))> =
+            rows.iter().flat_map(|r| turns(r).into_iter().enumerate().map(move |(n, t)| (r, n, t))).collect();
         assert_eq!(got.len(), want.len(), "{}: one row per agent turn", out.display());
         for (g, (r, n, (i, reward, to_go))) in got.iter().zip(want) {
             let prompt: Vec<_> = g["prompt"].as_array().unwrap().iter().map(chat).collect();
@@ -224,7 +222,8 @@ fn lmrl_trajectories_follow_text_trajectory() {
                 }
             }
             let per_action: Vec<f64> = turns(r).iter().map(|t| t.1).collect();
-            let got: Vec<f64> = history.iter().zip(&reward).filter(|(h, _)| h[1].as_bool().unwrap()).map(|(_, x)| *x).collect();
+            let got: Vec<f64> =
+                history.iter().zip(&reward).filter(|(h, _)| h[1].as_bool().unwrap()).map(|(_, x)| *x).collect();
             assert_eq!(got, per_action);
             assert!(close(reward.iter().sum(), r.ret));
             assert_eq!(g["done"].as_bool().unwrap(), *r.dones.last().unwrap());
@@ -298,7 +297,11 @@ fn parquet_only_corpora_export_like_jsonl_ones() {
         };
         let (rx, ry) = (rows(&x), rows(&y));
         assert_eq!(rx.len(), ry.len());
-        assert!(approx_eq(&Value::Array(rx), &Value::Array(ry)), "{}: the Parquet-only corpus exports other rows", b.display());
+        assert!(
+            approx_eq(&Value::Array(rx), &Value::Array(ry)),
+            "{}: the Parquet-only corpus exports other rows",
+            b.display()
+        );
     }
 }
 

@@ -126,7 +126,8 @@ fn bad_requests_get_json_errors() {
         let h = hidden.sample_hidden(&mut turn_rng(7, 0, Stream::Hidden));
         serde_json::to_value(&h).unwrap()["name"].as_str().unwrap().to_string()
     };
-    let (st, v) = c.post("/step", &json!({"episode_id": "mine", "action": format!("Is it a {}?", secret.to_lowercase())}));
+    let (st, v) =
+        c.post("/step", &json!({"episode_id": "mine", "action": format!("Is it a {}?", secret.to_lowercase())}));
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["done"], json!(true), "{v}");
     assert_eq!(v["metadata"]["success"], json!(true));
@@ -210,4 +211,23 @@ fn sixteen_clients_no_session_lost_or_mixed() {
     }
     assert!(by_seed.is_empty());
     let _ = episode_seed(3, 0);
+}
+
+#[test]
+fn python_client_reproduces_eval() {
+    // The exact half of examples/serve_client.py: the greedy reference agent played over
+    // HTTP with `requests` gives eval's numbers (the random half is a statistical check).
+    let out = std::process::Command::new("python3")
+        .args(["examples/serve_client.py", "--bin", env!("CARGO_BIN_EXE_dialogym")])
+        .args(["--agents", "greedy-eig", "--episodes", "40", "--persona", "oracle(slip=0.1)", "--seed", "2"])
+        .output()
+        .expect("python3 is needed for this test (scripts/test installs requests)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    let line = text.lines().find(|l| l.starts_with("greedy-eig")).unwrap_or_else(|| panic!("{text}"));
+    let nums: Vec<&str> = line.split_whitespace().collect();
+    // agent, served mean, ±, ci, eval mean, ±, ci, ...: the served and eval means agree exactly.
+    assert_eq!(nums[1], nums[4], "{line}");
+    assert_eq!(nums[7], nums[10], "the same returns: {line}");
+    assert!(line.trim_end().ends_with("yes"), "{line}");
 }

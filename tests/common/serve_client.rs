@@ -94,7 +94,8 @@ pub fn play(
             live = Some((id, seed, hidden, Vec::new()));
         }
         let (id, seed, hidden, transcript) = live.as_mut().unwrap();
-        let mut turns = [AgentTurn { episode: 0, transcript, rng: turn_rng(*seed, transcript.len() as u32, Stream::Agent) }];
+        let mut turns =
+            [AgentTurn { episode: 0, transcript, rng: turn_rng(*seed, transcript.len() as u32, Stream::Agent) }];
         let text = agent.act(&scenario, &mut turns).unwrap().remove(0);
         transcript.push(Message::agent(text.clone()));
         let t = Instant::now();
