@@ -386,7 +386,7 @@ pub fn trlx_sample(r: &EpisodeRecord, brief: &str) -> Vec<String> {
 
 enum Sink {
     Jsonl(BufWriter<File>),
-    Parquet(ArrowWriter<BufWriter<File>>, Arc<Schema>),
+    Parquet(Box<ArrowWriter<BufWriter<File>>>, Arc<Schema>),
     Trlx { w: BufWriter<File>, rewards: Vec<f64>, first: bool },
 }
 
@@ -506,7 +506,7 @@ pub fn export(args: &ExportArgs, stop: &AtomicBool) -> Result<ExportSummary> {
                 .set_compression(Compression::SNAPPY)
                 .set_created_by(format!("dialogym {}", env!("CARGO_PKG_VERSION")))
                 .build();
-            Sink::Parquet(ArrowWriter::try_new(w, schema.clone(), Some(props))?, schema)
+            Sink::Parquet(Box::new(ArrowWriter::try_new(w, schema.clone(), Some(props))?), schema)
         }
     };
     let result = (|| -> Result<ExportSummary> {

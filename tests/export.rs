@@ -138,11 +138,11 @@ fn trl_rows_load_in_hugging_face_datasets() {
     let dirs = corpora(tmp.path(), vec![Format::Jsonl]);
     // Every export first, then one Python process loads them all (importing datasets is slow).
     let mut files: Vec<(usize, &str, bool, PathBuf)> = Vec::new();
-    for i in 0..dirs.len() {
+    for (i, dir) in dirs.iter().enumerate() {
         for (ext, kind) in [("jsonl", "json"), ("parquet", "parquet")] {
             for per_turn in [false, true] {
                 let out = tmp.path().join(format!("trl{i}-{per_turn}.{ext}"));
-                export_to(&dirs[i], Target::Trl, &out, per_turn);
+                export_to(dir, Target::Trl, &out, per_turn);
                 files.push((i, kind, per_turn, out));
             }
         }
