@@ -45,9 +45,10 @@ pub struct ServeArgs {
     /// Scenario name (see `scenarios list`) or a scenario file (.toml).
     #[arg(long, default_value = "twenty-questions")]
     pub scenario: String,
-    /// Persona spec (a mixture draws one per episode, as in `generate`).
-    #[arg(long, default_value = "oracle")]
-    pub persona: String,
+    /// Persona spec (a mixture draws one per episode, as in `generate`); default: the
+    /// scenario's main scripted persona (`scenarios describe`).
+    #[arg(long)]
+    pub persona: Option<String>,
     /// Port on 127.0.0.1 (0: any free port, printed on start).
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
@@ -82,7 +83,7 @@ impl Default for ServeArgs {
     fn default() -> Self {
         ServeArgs {
             scenario: "twenty-questions".into(),
-            persona: "oracle".into(),
+            persona: None,
             port: 0,
             seed: 0,
             workers: 8,
@@ -115,6 +116,8 @@ pub struct ServeSummary {
 pub struct Running {
     /// The bound address (127.0.0.1:port).
     pub addr: SocketAddr,
+    /// The persona ids served.
+    pub personas: String,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
     threads: Vec<JoinHandle<()>>,
@@ -184,7 +187,7 @@ pub fn run(args: &ServeArgs, command: Vec<String>, stop: &AtomicBool) -> Result<
     let running = start(args, command)?;
     eprintln!(
         "serving {} with persona {} on http://{} (POST /reset, POST /step, GET /state, GET /health); Ctrl-C stops",
-        args.scenario, args.persona, running.addr
+        args.scenario, running.personas, running.addr
     );
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
@@ -264,7 +267,16 @@ fn start_with<S: Roster>(scenario: Arc<S>, args: &ServeArgs, command: Vec<String
     if args.shard_size == 0 {
         bail!("--shard-size must be at least 1");
     }
-    let persona_spec = MixSpec::parse(&args.persona).context("--persona")?;
+    let persona_text = match &args.persona {
+        Some(p) => p.clone(),
+        None => scenario
+            .roster()
+            .1
+            .first()
+            .map(|p| p.0.to_string())
+            .ok_or_else(|| anyhow!("the scenario has no persona"))?,
+    };
+    let persona_spec = MixSpec::parse(&persona_text).context("--persona")?;
     let personas: Vec<Box<dyn Persona<S>>> =
         persona_spec.components.iter().map(|(s, _)| Roster::persona(&*scenario, s)).collect::<Result<_>>()?;
     let persona_ids: Vec<String> = personas.iter().map(|p| p.id()).collect();
@@ -312,6 +324,7 @@ fn start_with<S: Roster>(scenario: Arc<S>, args: &ServeArgs, command: Vec<String
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
             ^ std::process::id() as u64,
     );
+    let env_personas = persona_ids.join(", ");
     let env = Arc::new(Env {
         brief: scenario.agent_brief(),
         scenario: scenario.clone(),
@@ -358,7 +371,8 @@ fn start_with<S: Roster>(scenario: Arc<S>, args: &ServeArgs, command: Vec<String
         );
     }
     drop(env);
-    Ok(Running { addr, stop, counters, threads, persona_thread: Some(persona_thread), recorder, server })
+    let personas = env_personas;
+    Ok(Running { addr, personas, stop, counters, threads, persona_thread: Some(persona_thread), recorder, server })
 }
 
 /// Owns the personas; answers every waiting request of a persona with one batched call.

@@ -163,7 +163,7 @@ fn sixteen_clients_no_session_lost_or_mixed() {
     let tmp = tempfile::tempdir().unwrap();
     let record = tmp.path().join("served");
     let s = server(ServeArgs {
-        persona: "oracle(slip=0.1)".into(),
+        persona: Some("oracle(slip=0.1)".into()),
         record: Some(record.clone()),
         shard_size: 50,
         seed: 3,
