@@ -5,8 +5,10 @@
 pub mod demo;
 pub mod eval;
 pub mod experiment;
+pub mod export;
 pub mod generate;
 pub mod llm;
+pub mod serve;
 pub mod session;
 pub mod train;
 

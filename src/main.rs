@@ -71,6 +71,10 @@ enum Command {
         #[arg(long, default_value = "jsonl,parquet")]
         format: String,
     },
+    /// Convert a corpus for other trainers: TRL (JSONL/Parquet), LMRL-Gym, trlx ILQL (docs/pipelines.md).
+    Export(dialogym::export::ExportArgs),
+    /// Serve a scenario and persona as an HTTP environment on 127.0.0.1 (OpenEnv-style; docs/pipelines.md).
+    Serve(dialogym::serve::ServeArgs),
     /// Have a language model imagine persona cards (JSON validated against the scenario).
     Imagine {
         #[command(subcommand)]
@@ -489,6 +493,25 @@ fn run(cli: Cli) -> Result<()> {
                 s.revised,
                 s.invalid_retried,
                 s.unrevised
+            );
+        }
+        Command::Export(args) => {
+            let s = dialogym::export::export(&args, &STOP)?;
+            eprintln!(
+                "exported {} episodes ({} rows, {} shards) to {} in {:.2}s ({:.0} episodes/s)",
+                s.episodes,
+                s.rows,
+                s.shards,
+                args.out.display(),
+                s.seconds,
+                s.episodes as f64 / s.seconds.max(1e-9)
+            );
+        }
+        Command::Serve(args) => {
+            let s = dialogym::serve::run(&args, command_line(), &STOP)?;
+            eprintln!(
+                "served {} requests, {} steps, {} episodes finished ({} recorded), {} sessions expired",
+                s.requests, s.steps, s.finished, s.recorded, s.expired
             );
         }
         Command::Demo { out, seed } => dialogym::demo::run(&out, seed, &STOP)?,
