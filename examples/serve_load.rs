@@ -31,13 +31,13 @@ fn main() {
         .get(1)
         .map(|s| s.split(',').map(|c| c.parse().expect("CLIENTS")).collect())
         .unwrap_or_else(|| vec![1, 16, 64]);
-    let scenario = Arc::new(dialogym::scenarios::load("twenty-questions").unwrap());
+    let scenario = dialogym::session::entity("twenty-questions").unwrap();
     let agent_spec = Spec::parse("greedy-eig").unwrap();
     let persona_spec = Spec::parse("oracle").unwrap();
 
     // Baseline: the same kind of steps, in-process, one thread, no HTTP.
-    let mut agent = dialogym::agents::entity_agent(&agent_spec).unwrap();
-    let mut oracle = dialogym::agents::entity_persona(&persona_spec, &scenario).unwrap();
+    let mut agent = dialogym::session::agent(&agent_spec, &*scenario, &dialogym::engine::Context::new()).unwrap();
+    let mut oracle = dialogym::session::persona(&persona_spec, &*scenario, &dialogym::engine::Context::new()).unwrap();
     let t = Instant::now();
     let (mut done_steps, mut index) = (0i64, 0u64);
     while done_steps < steps {
@@ -79,8 +79,8 @@ fn main() {
                 let (scenario, next, budget, addr) = (scenario.clone(), next.clone(), budget.clone(), server.addr);
                 let (a, p) = (agent_spec.clone(), persona_spec.clone());
                 std::thread::spawn(move || {
-                    let agent = dialogym::agents::entity_agent(&a).unwrap();
-                    let oracle = dialogym::agents::entity_persona(&p, &scenario).unwrap();
+                    let agent = dialogym::session::agent(&a, &*scenario, &dialogym::engine::Context::new()).unwrap();
+                    let oracle = dialogym::session::persona(&p, &*scenario, &dialogym::engine::Context::new()).unwrap();
                     play(addr, scenario, agent, oracle, 1, &next, &budget)
                 })
             })

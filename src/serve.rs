@@ -30,14 +30,13 @@ use dialogym_engine::corpus::{
 };
 use dialogym_engine::seed::{Stream, episode_seed, mix64, turn_rng};
 use dialogym_engine::transcript::agent_turns;
-use dialogym_engine::{Agent, AgentTurn, Message, MixSpec, Persona, PersonaTurn, Role, Scenario, Spec};
-use dialogym_scenarios::polling::Poll;
-use dialogym_scenarios::preference::Preference;
-use dialogym_scenarios::tutoring::Tutoring;
+use dialogym_engine::{
+    Agent, AgentTurn, Context as SpeakerContext, Message, MixSpec, Persona, PersonaTurn, Role, Scenario, Spec,
+};
 use rand::Rng as _;
 use serde_json::{Value, json};
 
-use crate::session::Roster;
+use crate::session::{Cast, WithScenario};
 
 /// `dialogym serve` arguments.
 #[derive(Clone, Debug, clap::Args)]
@@ -164,22 +163,14 @@ struct Counters {
 
 /// Starts a server for `args` on 127.0.0.1 and returns once it listens.
 pub fn start(args: &ServeArgs, command: Vec<String>) -> Result<Running> {
-    let text = args.scenario.trim();
-    if text.ends_with(".toml") || text.starts_with("file:") {
-        return start_with(Arc::new(dialogym_scenarios::load(text)?), args, command);
-    }
-    let spec = Spec::parse(text)?;
-    match spec.name.as_str() {
-        "twenty-questions" | "guess-my-city" => start_with(Arc::new(dialogym_scenarios::load(text)?), args, command),
-        "opinion-polling" => start_with(Arc::new(Poll::build(&spec)?), args, command),
-        "tutoring" => start_with(Arc::new(Tutoring::from_spec(&spec)?), args, command),
-        "preference-elicitation" => start_with(Arc::new(Preference::from_spec(&spec)?), args, command),
-        other => {
-            // Fall back on the registry for its error message (and any scenario added there).
-            crate::session::load(text)?;
-            bail!("scenario `{other}` cannot be served yet (no environment adapter for its type)")
+    struct Start<'a>(&'a ServeArgs, Vec<String>);
+    impl WithScenario for Start<'_> {
+        type Output = Result<Running>;
+        fn run<S: Cast>(self, scenario: Arc<S>, context: Arc<SpeakerContext>) -> Result<Running> {
+            start_with(scenario, &context, self.0, self.1)
         }
     }
+    crate::session::visit(&args.scenario, Start(args, command))?
 }
 
 /// Runs `dialogym serve` until `stop` becomes true (Ctrl-C).
@@ -254,7 +245,12 @@ fn err(status: u16, code: &'static str, message: impl Into<String>) -> ApiError 
     ApiError(status, code, message.into())
 }
 
-fn start_with<S: Roster>(scenario: Arc<S>, args: &ServeArgs, command: Vec<String>) -> Result<Running> {
+fn start_with<S: Cast>(
+    scenario: Arc<S>,
+    context: &SpeakerContext,
+    args: &ServeArgs,
+    command: Vec<String>,
+) -> Result<Running> {
     if args.workers == 0 || args.workers > 256 {
         bail!("--workers must be in 1..=256");
     }
@@ -269,24 +265,22 @@ fn start_with<S: Roster>(scenario: Arc<S>, args: &ServeArgs, command: Vec<String
     }
     let persona_text = match &args.persona {
         Some(p) => p.clone(),
-        None => scenario
-            .roster()
-            .1
-            .first()
-            .map(|p| p.0.to_string())
-            .ok_or_else(|| anyhow!("the scenario has no persona"))?,
+        None => {
+            S::personas().first().map(|p| p.usage.to_string()).ok_or_else(|| anyhow!("the scenario has no persona"))?
+        }
     };
     let persona_spec = MixSpec::parse(&persona_text).context("--persona")?;
-    let personas: Vec<Box<dyn Persona<S>>> =
-        persona_spec.components.iter().map(|(s, _)| Roster::persona(&*scenario, s)).collect::<Result<_>>()?;
+    let personas: Vec<Box<dyn Persona<S>>> = persona_spec
+        .components
+        .iter()
+        .map(|(s, _)| crate::session::persona(s, &*scenario, context))
+        .collect::<Result<_>>()?;
     let persona_ids: Vec<String> = personas.iter().map(|p| p.id()).collect();
     let mut references = HashMap::new();
     for text in &args.reference_agents {
         let spec = Spec::parse(text).with_context(|| format!("--reference-agent {text}"))?;
-        let agent: Box<dyn Agent<S>> = match spec.name.as_str() {
-            "uniform" => Box::new(dialogym_agents::uniform::Uniform),
-            _ => Roster::agent(&*scenario, &spec).with_context(|| format!("--reference-agent {text}"))?,
-        };
+        let agent: Box<dyn Agent<S>> =
+            crate::session::agent(&spec, &*scenario, context).with_context(|| format!("--reference-agent {text}"))?;
         references.insert(text.trim().to_string(), Mutex::new(agent));
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -447,7 +441,7 @@ fn reaper<S: Scenario>(env: &Env<S>) {
     }
 }
 
-fn worker<S: Roster>(env: &Env<S>, server: &tiny_http::Server) {
+fn worker<S: Cast>(env: &Env<S>, server: &tiny_http::Server) {
     while !env.stop.load(Ordering::Relaxed) {
         let mut request = match server.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(r)) => r,
@@ -504,7 +498,7 @@ fn query_param(url: &str, key: &str) -> Option<String> {
     })
 }
 
-fn handle<S: Roster>(env: &Env<S>, request: &mut tiny_http::Request) -> Result<Value, ApiError> {
+fn handle<S: Cast>(env: &Env<S>, request: &mut tiny_http::Request) -> Result<Value, ApiError> {
     let url = request.url().to_string();
     let path = url.split('?').next().unwrap_or("");
     let method = request.method().clone();
@@ -598,7 +592,7 @@ fn state_json<S: Scenario>(env: &Env<S>, ep: &Episode<S::Hidden>) -> Value {
     })
 }
 
-fn reset<S: Roster>(env: &Env<S>, body: &Value) -> Result<Value, ApiError> {
+fn reset<S: Cast>(env: &Env<S>, body: &Value) -> Result<Value, ApiError> {
     let seed = u64_field(body, "seed")?;
     let episode = u64_field(body, "episode")?;
     let n = env.counters.resets.fetch_add(1, Ordering::Relaxed);
@@ -674,7 +668,7 @@ fn judge_last<S: Scenario>(scenario: &S, ep: &mut Episode<S::Hidden>) -> f64 {
     verdict.reward
 }
 
-fn step<S: Roster>(env: &Env<S>, body: &Value) -> Result<Value, ApiError> {
+fn step<S: Cast>(env: &Env<S>, body: &Value) -> Result<Value, ApiError> {
     let id = session_id(body)?;
     let text = match body.get("action") {
         Some(Value::String(s)) => s.as_str(),
@@ -785,7 +779,7 @@ fn finish<S: Scenario>(env: &Env<S>, ep: &Episode<S::Hidden>) {
     }
 }
 
-fn suggest<S: Roster>(env: &Env<S>, body: &Value) -> Result<Value, ApiError> {
+fn suggest<S: Cast>(env: &Env<S>, body: &Value) -> Result<Value, ApiError> {
     let id = session_id(body)?;
     let name = body.get("agent").and_then(Value::as_str).map(str::trim).unwrap_or("");
     let Some(agent) = env.references.get(name) else {

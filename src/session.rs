@@ -335,3 +335,33 @@ pub fn entity(text: &str) -> Result<Arc<EntityScenario>> {
         .cloned()
         .ok_or_else(|| anyhow!("`{text}` is not an entity scenario (20 Questions, Guess My City or a scenario file)"))
 }
+
+/// Work that needs a session's concrete scenario type (a server or a terminal that drives
+/// speakers turn by turn itself): [`visit`] calls `run` with it.
+pub trait WithScenario {
+    /// What `run` gives back.
+    type Output;
+    /// Runs on the scenario of the session.
+    fn run<S: Cast>(self, scenario: Arc<S>, context: Arc<Context>) -> Self::Output;
+}
+
+/// Calls `work.run` with the scenario `text` names (any registered scenario or file). A
+/// new scenario *type* adds one line here.
+pub fn visit<W: WithScenario>(text: &str, work: W) -> Result<W::Output> {
+    let context = Arc::new(Context::new());
+    let s = load_with(text, context.clone())?;
+    let any = s.as_any();
+    if let Some(s) = any.downcast_ref::<Arc<EntityScenario>>() {
+        return Ok(work.run(s.clone(), context));
+    }
+    if let Some(s) = any.downcast_ref::<Arc<Poll>>() {
+        return Ok(work.run(s.clone(), context));
+    }
+    if let Some(s) = any.downcast_ref::<Arc<Tutoring>>() {
+        return Ok(work.run(s.clone(), context));
+    }
+    if let Some(s) = any.downcast_ref::<Arc<Preference>>() {
+        return Ok(work.run(s.clone(), context));
+    }
+    bail!("scenario `{}` has a type `session::visit` does not know", s.id())
+}

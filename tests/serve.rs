@@ -119,7 +119,7 @@ fn bad_requests_get_json_errors() {
     // Naming the secret ends the episode; a step after done is refused.
     let (_, state) = c.get("/state?episode_id=mine");
     assert_eq!(state["seed"], json!(7));
-    let hidden = dialogym::scenarios::load("twenty-questions").unwrap();
+    let hidden = dialogym::session::entity("twenty-questions").unwrap();
     let secret = {
         use dialogym::engine::Scenario;
         use dialogym::engine::seed::{Stream, turn_rng};
@@ -169,16 +169,17 @@ fn sixteen_clients_no_session_lost_or_mixed() {
         seed: 3,
         ..ServeArgs::default()
     });
-    let scenario = Arc::new(dialogym::scenarios::load("twenty-questions").unwrap());
+    let scenario = dialogym::session::entity("twenty-questions").unwrap();
     let (next, budget) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicI64::new(16 * 200)));
     let threads: Vec<_> = (0..16)
         .map(|i| {
             let (scenario, next, budget, addr) = (scenario.clone(), next.clone(), budget.clone(), s.addr);
             std::thread::spawn(move || {
                 let agent_spec = if i % 2 == 0 { "greedy-eig(slip=0.1)" } else { "random" };
-                let agent = dialogym::agents::entity_agent(&Spec::parse(agent_spec).unwrap()).unwrap();
+                let ctx = dialogym::engine::Context::new();
+                let agent = dialogym::session::agent(&Spec::parse(agent_spec).unwrap(), &*scenario, &ctx).unwrap();
                 let oracle =
-                    dialogym::agents::entity_persona(&Spec::parse("oracle(slip=0.1)").unwrap(), &scenario).unwrap();
+                    dialogym::session::persona(&Spec::parse("oracle(slip=0.1)").unwrap(), &*scenario, &ctx).unwrap();
                 play(addr, scenario, agent, oracle, 3, &next, &budget)
             })
         })
