@@ -94,15 +94,20 @@ pub fn run(out: &Path, seed: u64, stop: &AtomicBool) -> Result<()> {
         let s = crate::train::run(&corpus, &config, &dir, dir.join("model.safetensors").exists(), "cpu", stop, true)
             .with_context(|| format!("training {}", algo.name()))?;
         if s.steps > 0 {
-            eprintln!("    {}: {} transitions, {:.1} steps/s -> {}", algo.name(), s.transitions, s.steps_per_second, dir.display());
+            eprintln!(
+                "    {}: {} transitions, {:.1} steps/s -> {}",
+                algo.name(),
+                s.transitions,
+                s.steps_per_second,
+                dir.display()
+            );
         } else {
             eprintln!("    {}: reused {}", algo.name(), dir.display());
         }
         dirs.push((algo, dir));
     }
 
-    let behaviour: Vec<String> =
-        MixSpec::parse(BEHAVIOUR_MIX)?.components.iter().map(|(s, _)| s.to_string()).collect();
+    let behaviour: Vec<String> = MixSpec::parse(BEHAVIOUR_MIX)?.components.iter().map(|(s, _)| s.to_string()).collect();
     let learned: Vec<String> = dirs.iter().map(|(_, d)| format!("learned:{}", d.display())).collect();
     let agents: Vec<(String, String)> = behaviour
         .iter()
@@ -118,7 +123,11 @@ pub fn run(out: &Path, seed: u64, stop: &AtomicBool) -> Result<()> {
             (format!("{i}-{name}"), a)
         })
         .collect();
-    eprintln!("3/4 playing {} agents on the same {EVAL_EPISODES} fresh games (seed {})", agents.len(), seed + 1_000_000);
+    eprintln!(
+        "3/4 playing {} agents on the same {EVAL_EPISODES} fresh games (seed {})",
+        agents.len(),
+        seed + 1_000_000
+    );
     let mut results = Vec::new();
     for (name, agent) in &agents {
         let dir = out.join("eval").join(name);
@@ -165,17 +174,15 @@ fn summary(data: &[AgentResult], results: &[AgentResult], behaviour: &[String], 
     for r in data {
         s.push_str(&format!("    {:<44} {:>5.1}% won, return {:.2}\n", r.agent, 100.0 * r.success.mean, r.ret.mean));
     }
-    let best = results
-        .iter()
-        .filter(|r| behaviour.contains(&r.agent))
-        .max_by(|a, b| a.ret.mean.total_cmp(&b.ret.mean));
+    let best = results.iter().filter(|r| behaviour.contains(&r.agent)).max_by(|a, b| a.ret.mean.total_cmp(&b.ret.mean));
     let (bc, ilql, greedy) = (
         learned.first().and_then(|a| find(results, a)),
         learned.get(1).and_then(|a| find(results, a)),
         find(results, GREEDY),
     );
     s.push_str("\nWhat was learned (on the same fresh games):\n");
-    for (label, r) in [("BC (imitates the data)", bc), ("ILQL (learns what pays)", ilql), ("greedy EIG (hand-made)", greedy)]
+    for (label, r) in
+        [("BC (imitates the data)", bc), ("ILQL (learns what pays)", ilql), ("greedy EIG (hand-made)", greedy)]
     {
         if let Some(r) = r {
             s.push_str(&format!(

@@ -166,7 +166,10 @@ enum NoLine {
     Stopped,
 }
 
-fn next_line(lines: &Receiver<std::io::Result<String>>, stop: &AtomicBool) -> Result<std::result::Result<String, NoLine>> {
+fn next_line(
+    lines: &Receiver<std::io::Result<String>>,
+    stop: &AtomicBool,
+) -> Result<std::result::Result<String, NoLine>> {
     loop {
         if stop.load(Ordering::SeqCst) {
             return Ok(Err(NoLine::Stopped));
@@ -254,7 +257,8 @@ fn run<S: Table>(
     let (mut rewards, mut dones) = (Vec::new(), Vec::new());
     let mut success = false;
     while ended.is_none() {
-        let to_speak = if transcript.last().is_none_or(|m| m.role == Role::Persona) { Role::Agent } else { Role::Persona };
+        let to_speak =
+            if transcript.last().is_none_or(|m| m.role == Role::Persona) { Role::Agent } else { Role::Persona };
         let t = transcript.len() as u32;
         let text = match (to_speak, agent.as_mut(), persona.as_mut()) {
             (Role::Agent, Some(a), _) => {
@@ -325,7 +329,9 @@ fn run<S: Table>(
     let finished = ended.is_none();
     let ret: f64 = rewards.iter().sum();
     match ended {
-        Some(why) => writeln!(screen, "game ended by {why} after {} agent turns; return {ret:+.2}", agent_turns(&transcript))?,
+        Some(why) => {
+            writeln!(screen, "game ended by {why} after {} agent turns; return {ret:+.2}", agent_turns(&transcript))?
+        }
         None => writeln!(
             screen,
             "episode over: {} in {} agent turns; return {ret:+.2}",

@@ -197,7 +197,8 @@ impl Inputs {
 
 fn read_training(dir: &Path) -> Result<TrainRun> {
     let config_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
+    let text =
+        std::fs::read_to_string(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
     let config = serde_json::from_str(&text)
         .map_err(|e| anyhow!("{}:{}:{}: {e}", config_path.display(), e.line(), e.column()))?;
     let metrics_path = dir.join("metrics.jsonl");
@@ -208,8 +209,8 @@ fn read_training(dir: &Path) -> Result<TrainRun> {
         if l.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value =
-            serde_json::from_str(l).map_err(|e| anyhow!("{}:{}: not a metrics line: {e}", metrics_path.display(), i + 1))?;
+        let v: serde_json::Value = serde_json::from_str(l)
+            .map_err(|e| anyhow!("{}:{}: not a metrics line: {e}", metrics_path.display(), i + 1))?;
         lines.push(v);
     }
     Ok(TrainRun { dir: dir.to_path_buf(), config, lines })
@@ -549,11 +550,7 @@ fn learning_section(h: &mut String, inputs: &Inputs) -> Result<()> {
         let losses: Vec<(String, Vec<(f64, f64)>)> = terms
             .iter()
             .map(|k| {
-                let pts = t
-                    .lines
-                    .iter()
-                    .filter_map(|l| Some((step(l)?, l.get("losses")?.get(k)?.as_f64()?)))
-                    .collect();
+                let pts = t.lines.iter().filter_map(|l| Some((step(l)?, l.get("losses")?.get(k)?.as_f64()?))).collect();
                 (format!("loss {k}"), pts)
             })
             .collect();
@@ -667,7 +664,9 @@ fn transcripts_section(h: &mut String, inputs: &Inputs) {
         return;
     };
     // The most telling episodes first: where the two returns differ most.
-    shared.sort_by(|a, b| (b.0.ret - b.1.ret).abs().total_cmp(&(a.0.ret - a.1.ret).abs()).then(a.0.episode.cmp(&b.0.episode)));
+    shared.sort_by(|a, b| {
+        (b.0.ret - b.1.ret).abs().total_cmp(&(a.0.ret - a.1.ret).abs()).then(a.0.episode.cmp(&b.0.episode))
+    });
     let mut readers: BTreeMap<&str, Reader> = BTreeMap::new();
     let _ = writeln!(
         h,

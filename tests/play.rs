@@ -92,7 +92,9 @@ fn a_person_answering_like_the_oracle_plays_the_worlds_episode() {
     }
     let status = child.wait().unwrap();
     assert!(status.success(), "{screen}");
-    assert!(screen.contains(&format!("Your secret (the agent does not see it):\n{}", s.persona_card(&secret).trim_end())));
+    assert!(
+        screen.contains(&format!("Your secret (the agent does not see it):\n{}", s.persona_card(&secret).trim_end()))
+    );
     assert!(screen.contains("[turn 1] agent  : "), "{screen}");
     assert!(screen.contains("read as: question: "), "{screen}");
     assert!(screen.contains("possible secrets left"), "{screen}");
