@@ -155,7 +155,7 @@ pub fn run(out: &Path, seed: u64, stop: &AtomicBool) -> Result<()> {
     println!("report: {} (open it in a browser; it needs no network)", report.display());
     println!("tables: {}", out.join("results.md").display());
 
-    crate::llm::demo_llm(seed, stop)?;
+    crate::llm::demo_llm(seed, stop, &rows)?;
     Ok(())
 }
 

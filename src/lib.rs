@@ -6,6 +6,7 @@ pub mod annotate;
 pub mod demo;
 pub mod eval;
 pub mod experiment;
+pub mod fewshot;
 pub mod generate;
 pub mod llm;
 pub mod play;
