@@ -150,7 +150,6 @@ pub fn run(out: &Path, seed: u64, stop: &AtomicBool) -> Result<()> {
     let report = out.join("report.html");
     let mut inputs = vec![out.join("eval")];
     inputs.extend(dirs.iter().map(|(_, d)| d.clone()));
-    inputs.push(corpus.clone());
     crate::report::write(&inputs, &report)?;
     println!("report: {} (open it in a browser; it needs no network)", report.display());
     println!("tables: {}", out.join("results.md").display());

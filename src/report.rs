@@ -396,6 +396,17 @@ fn short(agent: &str) -> String {
 
 /// A line chart as an SVG string.
 fn line_chart(title: &str, x_desc: &str, y_desc: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<String> {
+    line_chart_at(title, x_desc, y_desc, series, SeriesLabelPosition::UpperRight)
+}
+
+/// A line chart with its legend at `legend`.
+fn line_chart_at(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    legend: SeriesLabelPosition,
+) -> Result<String> {
     let pts = || series.iter().flat_map(|s| s.1.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
     let (x0, x1) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
     let (y0, y1) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
@@ -428,7 +439,7 @@ fn line_chart(title: &str, x_desc: &str, y_desc: &str, series: &[(String, Vec<(f
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(legend)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()
@@ -517,7 +528,13 @@ fn success_section(h: &mut String, inputs: &Inputs) -> Result<()> {
             (name, pts)
         })
         .collect();
-    let svg = line_chart("Success within k utterances", "agent utterances k", "share of episodes won", &series)?;
+    let svg = line_chart_at(
+        "Success within k utterances",
+        "agent utterances k",
+        "share of episodes won",
+        &series,
+        SeriesLabelPosition::LowerRight,
+    )?;
     figure(h, "success", &svg, "Share of episodes won within k agent utterances, per agent.");
     h.push_str("</section>\n");
     Ok(())
