@@ -2,12 +2,16 @@
 //! hold them better, and evaluate. The CLI (`src/main.rs`) is a thin layer over this crate;
 //! tests and examples call it directly.
 
+pub mod annotate;
 pub mod demo;
 pub mod eval;
 pub mod experiment;
 pub mod export;
+pub mod fewshot;
 pub mod generate;
 pub mod llm;
+pub mod play;
+pub mod report;
 pub mod serve;
 pub mod session;
 pub mod train;

@@ -387,8 +387,9 @@ pub fn render_transcript(r: &EpisodeRecord) -> String {
 
 /// The LLM part of `dialogym demo`: when the small model is installed, a few episodes with
 /// an LLM persona (vs greedy EIG) and an LLM agent (vs the matching oracle), and one
-/// transcript of each. Prints a hint and returns when the model is missing.
-pub fn demo_llm(seed: u64, stop: &AtomicBool) -> Result<()> {
+/// transcript of each. With `examples` (a corpus), the agent gets the few-shot prompt of
+/// `crate::fewshot`. Prints a hint and returns when the model is missing.
+pub fn demo_llm(seed: u64, stop: &AtomicBool, examples: &[EpisodeRecord]) -> Result<()> {
     let path = default_model_path();
     if !path.exists() {
         eprintln!("(LLM speakers skipped: {} is not installed; run scripts/install-model.sh)", path.display());
@@ -414,7 +415,18 @@ pub fn demo_llm(seed: u64, stop: &AtomicBool) -> Result<()> {
     let oracle_spec = Spec::parse(oracle_spec)?;
     let oracle = persona(&oracle_spec, &*scenario, &context)?;
     let agent_spec = Spec::parse(&format!("llm:{}(max_tokens=24)", path.display()))?;
-    let llm_agent = agent(&agent_spec, &*scenario, &context)?;
+    let llm_agent: Box<dyn Agent<EntityScenario>> = if examples.is_empty() {
+        agent(&agent_spec, &*scenario, &context)?
+    } else {
+        let system = crate::fewshot::few_shot_brief(&scenario, examples);
+        let sampling = dialogym_engine::lm::Sampling {
+            temperature: 0.3,
+            max_tokens: 24,
+            ..dialogym_agents::llm::LlmAgent::default_sampling()
+        };
+        let model = Box::new(load_model(&context, &path, WeightFormat::Q8_0)?);
+        Box::new(crate::fewshot::FewShotAgent::new(model, system, sampling, format!("{agent_spec} (few-shot)")))
+    };
     eprintln!("LLM agent ({agent_spec}) vs {oracle_spec}: 4 episodes");
     let rows = play_episodes(scenario, llm_agent, oracle, 4, seed + 1, 4, stop)?;
     let wins = rows.iter().filter(|r| r.success).count();

@@ -33,6 +33,39 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// One self-contained HTML page (tables, plots, transcripts side by side, manifests) from run folders.
+    Report {
+        /// Corpora, training runs, evaluation JSON files, or folders holding them (e.g. runs/demo).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The HTML file to write.
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
+    /// Play one episode at the terminal: answer as the persona, or ask as the agent.
+    Play {
+        /// Scenario name or file.
+        #[arg(long, default_value = "twenty-questions")]
+        scenario: String,
+        /// The side you play: persona (you hold the secret and answer) or agent (you ask).
+        #[arg(long, value_enum, default_value = "persona")]
+        seat: dialogym::play::Seat,
+        /// The program's agent, when you sit as the persona.
+        #[arg(long, default_value = "greedy-eig")]
+        agent: String,
+        /// The program's persona, when you sit as the agent.
+        #[arg(long, default_value = "oracle")]
+        persona: String,
+        /// Master seed (with --episode, it fixes the shown secret and every scripted draw).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Episode index.
+        #[arg(long, default_value_t = 0)]
+        episode: u64,
+        /// The transcript file: one corpus row (JSONL) per game, appended.
+        #[arg(long, default_value = "runs/play/transcripts.jsonl")]
+        out: PathBuf,
+    },
     /// List, describe or validate scenarios.
     Scenarios {
         #[command(subcommand)]
@@ -513,6 +546,15 @@ fn run(cli: Cli) -> Result<()> {
                 "served {} requests, {} steps, {} episodes finished ({} recorded), {} sessions expired",
                 s.requests, s.steps, s.finished, s.recorded, s.expired
             );
+        }
+        Command::Report { runs, out } => {
+            let (c, e, t) = dialogym::report::write(&runs, &out)?;
+            eprintln!("wrote {} ({c} corpora, {e} evaluation tables, {t} training runs)", out.display());
+        }
+        Command::Play { scenario, seat, agent, persona, seed, episode, out } => {
+            let args = dialogym::play::PlayArgs { scenario, seat, agent, persona, seed, episode, out };
+            let stdin = Box::new(std::io::BufReader::new(std::io::stdin()));
+            dialogym::play::play(&args, stdin, &mut std::io::stdout(), &STOP)?;
         }
         Command::Demo { out, seed } => dialogym::demo::run(&out, seed, &STOP)?,
     }
