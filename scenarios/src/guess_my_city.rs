@@ -33,7 +33,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn scenario() -> EntityScenario {
-        build(&Spec::parse("guess-my-city").unwrap()).unwrap()
+        from_spec(&Spec::parse("guess-my-city").unwrap()).unwrap()
     }
 
     #[test]

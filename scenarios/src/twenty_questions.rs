@@ -55,7 +55,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn scenario() -> EntityScenario {
-        build(&Spec::parse("twenty-questions").unwrap()).unwrap()
+        from_spec(&Spec::parse("twenty-questions").unwrap()).unwrap()
     }
 
     #[test]
@@ -122,14 +122,14 @@ mod tests {
 
     #[test]
     fn holdout_splits_partition_the_objects() {
-        let train = build(&Spec::parse("twenty-questions(holdout=0.2,split=train)").unwrap()).unwrap();
-        let test = build(&Spec::parse("twenty-questions(holdout=0.2,split=test)").unwrap()).unwrap();
+        let train = from_spec(&Spec::parse("twenty-questions(holdout=0.2,split=train)").unwrap()).unwrap();
+        let test = from_spec(&Spec::parse("twenty-questions(holdout=0.2,split=test)").unwrap()).unwrap();
         assert_eq!(test.secrets().len(), 32);
         assert_eq!(train.secrets().len() + test.secrets().len(), 158);
         assert!(train.secrets().iter().all(|e| !test.secrets().contains(e)));
-        let other = build(&Spec::parse("twenty-questions(holdout=0.2,holdout_seed=1,split=test)").unwrap()).unwrap();
+        let other = from_spec(&Spec::parse("twenty-questions(holdout=0.2,holdout_seed=1,split=test)").unwrap()).unwrap();
         assert_ne!(other.secrets(), test.secrets());
-        assert!(build(&Spec::parse("twenty-questions(split=test)").unwrap()).is_err());
-        assert!(build(&Spec::parse("twenty-questions(holdot=0.2)").unwrap()).is_err());
+        assert!(from_spec(&Spec::parse("twenty-questions(split=test)").unwrap()).is_err());
+        assert!(from_spec(&Spec::parse("twenty-questions(holdot=0.2)").unwrap()).is_err());
     }
 }
