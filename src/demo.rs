@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
-use dialogym_policies::train::{Algo, TrainConfig};
+use dialogym_policies::learners::Algo;
+use dialogym_policies::train::TrainConfig;
 
 use crate::experiment::{ExperimentArgs, offline_20q};
 
@@ -17,7 +18,7 @@ pub fn run(out: &Path, seed: u64, stop: &AtomicBool) -> Result<()> {
         episodes: 4000,
         eval_episodes: 500,
         train: TrainConfig { seed, steps: 1500, ..TrainConfig::default() },
-        algos: vec![Algo::Bc, Algo::Ilql],
+        algos: vec![Algo::named("bc")?, Algo::named("ilql")?],
         seed,
         holdout: 0.0,
         train_seeds: 1,
