@@ -145,19 +145,19 @@ struct TrainArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: Option<u64>,
     /// Learning rate.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Discount per utterance.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     gamma: Option<f64>,
     /// ILQL expectile (`learners.ilql.tau`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     tau: Option<f64>,
     /// Weight of the CQL term (`learners.ilql.cql_weight` or `learners.mc.cql_weight`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     cql_weight: Option<f64>,
     /// Fraction of episodes filtered BC keeps (`learners.filtered-bc.filter_fraction`).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     filter_fraction: Option<f64>,
 }
 

@@ -25,8 +25,14 @@ const GOLDEN: &[(&[&str], &str)] = &[
         &["--algo", "ilql", "--tau", "0.7", "--cql-weight", "0.5", "--gamma", "0.9", "--lr", "0.003"],
         "f3d3258f54338389e9e86bfe30340d471460566c4fda81c6ff25eb29914de153",
     ),
-    (&["--algo", "filtered-bc", "--filter-fraction", "0.1"], "09886f6c0a5794b0764ec63a37b218add4984e7ba4a81ba7d24e96e83657765a"),
-    (&["--algo", "mc", "--cql-weight", "0.5", "--seed", "3"], "1bddbca34d17674139b2c59f8f70da8d06f9ffd1583cb45de6b69e98ade80b21"),
+    (
+        &["--algo", "filtered-bc", "--filter-fraction", "0.1"],
+        "09886f6c0a5794b0764ec63a37b218add4984e7ba4a81ba7d24e96e83657765a",
+    ),
+    (
+        &["--algo", "mc", "--cql-weight", "0.5", "--seed", "3"],
+        "1bddbca34d17674139b2c59f8f70da8d06f9ffd1583cb45de6b69e98ade80b21",
+    ),
     (&["--algo", "bc", "--seed", "5"], "97d9ff5b1e2147643c9ec11706811aa1813091d308169dee0dc3c3171924cb1d"),
     // Recorded with the flat config `{"polyak_alpha":0.05,"bc_weight":0.0,"model":...}`;
     // the same settings now sit in ILQL's section (see SECTIONED below).
@@ -43,8 +49,19 @@ fn every_learner_writes_the_recorded_checkpoint_bytes() {
     let corpus = tmp.path().join("corpus");
     let c = corpus.to_str().unwrap();
     let out = common::run(&[
-        "generate", "--episodes", "300", "--seed", "1", "--out", c, "--persona", "oracle(slip=0.05)", "--agent",
-        "mix:random@0.5,eps-greedy(eps=0.5)@0.5", "--format", "jsonl",
+        "generate",
+        "--episodes",
+        "300",
+        "--seed",
+        "1",
+        "--out",
+        c,
+        "--persona",
+        "oracle(slip=0.05)",
+        "--agent",
+        "mix:random@0.5,eps-greedy(eps=0.5)@0.5",
+        "--format",
+        "jsonl",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let config = tmp.path().join("sectioned.json");

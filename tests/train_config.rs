@@ -24,8 +24,19 @@ fn one_line_error(args: &[&str], needles: &[&str]) -> String {
 
 fn corpus(dir: &Path, scenario: &str) {
     let out = run(&[
-        "generate", "--scenario", scenario, "--episodes", "60", "--seed", "2", "--agent", "random", "--format", "jsonl",
-        "--out", dir.to_str().unwrap(),
+        "generate",
+        "--scenario",
+        scenario,
+        "--episodes",
+        "60",
+        "--seed",
+        "2",
+        "--agent",
+        "random",
+        "--format",
+        "jsonl",
+        "--out",
+        dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -191,12 +191,10 @@ impl TrainedOn {
             self.candidate_list.as_slice() == candidates
         };
         if !same {
-            let first_difference = self
-                .candidate_list
-                .iter()
-                .zip(candidates)
-                .position(|(a, b)| a != b)
-                .map_or(String::new(), |i| format!("; candidate {i} was `{}`, is `{}`", self.candidate_list[i], candidates[i]));
+            let first_difference =
+                self.candidate_list.iter().zip(candidates).position(|(a, b)| a != b).map_or(String::new(), |i| {
+                    format!("; candidate {i} was `{}`, is `{}`", self.candidate_list[i], candidates[i])
+                });
             bail!(
                 "learned:{}: the checkpoint was trained on `{}` with {} candidate utterances, but `{scenario}` offers {} other ones{first_difference}",
                 self.dir,

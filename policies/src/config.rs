@@ -155,8 +155,7 @@ impl TrainConfig {
                 if names.is_empty() { "none".into() } else { format!("{names:?}") }
             );
         }
-        let section =
-            self.learners.entry(self.algo.name().to_string()).or_insert_with(|| serde_json::json!({}));
+        let section = self.learners.entry(self.algo.name().to_string()).or_insert_with(|| serde_json::json!({}));
         match section.as_object_mut() {
             Some(map) => {
                 map.insert(key.to_string(), serde_json::json!(value));

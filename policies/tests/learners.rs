@@ -17,10 +17,10 @@ use std::sync::atomic::AtomicBool;
 use candle_core::{D, Device};
 use dialogym_policies::data::Transitions;
 use dialogym_policies::featurize::HashedNgrams;
+use dialogym_policies::learners::Algo;
 use dialogym_policies::model::{ModelConfig, SaidMatrix};
 use dialogym_policies::nn::Bags;
 use dialogym_policies::optim::AdamWConfig;
-use dialogym_policies::learners::Algo;
 use dialogym_policies::train::{TrainConfig, Trainer, train};
 
 /// 100 episodes: 70 take a0 then (a0 | a1 alternating), 30 take a1.

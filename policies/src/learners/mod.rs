@@ -91,11 +91,7 @@ pub struct Registration {
 
 /// Every learner, in the order `--help` lists them.
 pub const LEARNERS: &[Registration] = &[
-    Registration {
-        name: "ilql",
-        help: "Implicit Language Q-Learning (utterance level) with CQL",
-        build: ilql::build,
-    },
+    Registration { name: "ilql", help: "Implicit Language Q-Learning (utterance level) with CQL", build: ilql::build },
     Registration { name: "bc", help: "behaviour cloning over the candidates", build: bc::build },
     Registration {
         name: "filtered-bc",
