@@ -211,7 +211,7 @@ impl TrainArgs {
             ("--filter-fraction", "filter_fraction", self.filter_fraction),
         ] {
             if let Some(v) = given {
-                c.set_learner_setting(key, v).with_context(|| format!("{flag}"))?;
+                c.set_learner_setting(key, v).context(flag)?;
             }
         }
         c.validate().context("invalid training settings")?;

@@ -180,7 +180,7 @@ impl TrainedOn {
         let (mine, theirs) = (scenario_name(&self.scenario), scenario_name(scenario));
         if mine != theirs {
             bail!(
-                "learned:{}: the checkpoint was trained on scenario `{}`, not `{scenario}`; train one on this scenario's corpus",
+                "checkpoint {} was trained on scenario `{}`, not `{scenario}`; train one on this scenario's corpus",
                 self.dir,
                 self.scenario
             );
@@ -196,7 +196,7 @@ impl TrainedOn {
                     format!("; candidate {i} was `{}`, is `{}`", self.candidate_list[i], candidates[i])
                 });
             bail!(
-                "learned:{}: the checkpoint was trained on `{}` with {} candidate utterances, but `{scenario}` offers {} other ones{first_difference}",
+                "checkpoint {} was trained on `{}` with {} candidate utterances, but `{scenario}` offers {} other ones{first_difference}",
                 self.dir,
                 self.scenario,
                 self.candidates,
