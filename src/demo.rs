@@ -14,7 +14,8 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result};
 use dialogym_engine::MixSpec;
 use dialogym_engine::corpus::{Format, read_corpus};
-use dialogym_policies::train::{Algo, TrainConfig};
+use dialogym_policies::learners::Algo;
+use dialogym_policies::train::TrainConfig;
 
 use crate::eval::{AgentResult, summarize, table};
 use crate::experiment::{BEHAVIOUR_MIX, GREEDY, PERSONA};
@@ -88,7 +89,7 @@ pub fn run(out: &Path, seed: u64, stop: &AtomicBool) -> Result<()> {
 
     eprintln!("2/4 training BC and ILQL, {STEPS} steps each");
     let mut dirs: Vec<(Algo, PathBuf)> = Vec::new();
-    for algo in [Algo::Bc, Algo::Ilql] {
+    for algo in [Algo::named("bc")?, Algo::named("ilql")?] {
         let dir = out.join(algo.name());
         let config = TrainConfig { algo, seed, steps: STEPS, ..TrainConfig::default() };
         let s = crate::train::run(&corpus, &config, &dir, dir.join("model.safetensors").exists(), "cpu", stop, true)

@@ -16,7 +16,8 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result};
 use dialogym_engine::MixSpec;
 use dialogym_engine::corpus::Format;
-use dialogym_policies::train::{Algo, TrainConfig};
+use dialogym_policies::learners::{Acting, Algo};
+use dialogym_policies::train::{TrainConfig, load_info};
 use serde::Serialize;
 
 use crate::eval::{AgentResult, EvalArgs, eval, table};
@@ -167,15 +168,15 @@ fn behaviour_components() -> Result<Vec<String>> {
 /// learners are evaluated twice: sampling from the cloned policy (temperature 1, what
 /// behaviour cloning means and how LMRL-Gym evaluates BC) and taking its mode (argmax), a
 /// stronger agent than the data's average.
-fn learned(dirs: &[(Algo, u64, PathBuf)]) -> Vec<(Algo, u64, &'static str, String)> {
+fn learned(dirs: &[(Algo, u64, PathBuf)]) -> Result<Vec<(Algo, u64, &'static str, String)>> {
     let mut out = Vec::new();
     for (algo, seed, d) in dirs {
-        if algo.acts_from_policy() {
+        if load_info(d)?.config.learner()?.acting() == Acting::Policy {
             out.push((*algo, *seed, "sample(T=1)", format!("learned:{}(temperature=1)", d.display())));
         }
         out.push((*algo, *seed, "argmax", format!("learned:{}", d.display())));
     }
-    out
+    Ok(out)
 }
 
 /// Groups the learned agents' results by (learner, way of acting) over training seeds.
@@ -284,7 +285,7 @@ pub fn offline_20q(args: &ExperimentArgs, stop: &AtomicBool) -> Result<Experimen
     let behaviour = behaviour_components()?;
     let mut agents = behaviour.clone();
     agents.push(GREEDY.into());
-    let learned_main = learned(&dirs);
+    let learned_main = learned(&dirs)?;
     agents.extend(learned_main.iter().map(|l| l.3.clone()));
     let main = evaluate("twenty-questions", agents, args, stop)?;
     let seeds = across_seeds(&main, &learned_main);
@@ -298,12 +299,12 @@ pub fn offline_20q(args: &ExperimentArgs, stop: &AtomicBool) -> Result<Experimen
         eprintln!("4/{steps} generalization corpus: no held-out object is ever the secret");
         let gen_corpus = gen_out.join("corpus");
         corpus(&gen_corpus, &train_scenario, args.episodes, args.seed, stop)?;
-        let gen_args = ExperimentArgs { algos: vec![Algo::Bc, Algo::Ilql], ..args.clone() };
+        let gen_args = ExperimentArgs { algos: vec![Algo::named("bc")?, Algo::named("ilql")?], ..args.clone() };
         let gen_dirs = learners(&gen_corpus, &gen_out, &gen_args, stop)?;
         eprintln!("5/{steps} evaluating on the held-out objects only");
         let mut agents = behaviour_components()?;
         agents.push(GREEDY.into());
-        agents.extend(learned(&gen_dirs).into_iter().map(|l| l.3));
+        agents.extend(learned(&gen_dirs)?.into_iter().map(|l| l.3));
         generalization = evaluate(&test_scenario, agents, args, stop)?;
     }
     let report = ExperimentReport { main, generalization, across_seeds: seeds, bars };

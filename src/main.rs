@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use dialogym::engine::corpus::{Format, read_corpus};
 use dialogym::eval::{EvalArgs, eval_with_reports, metrics_table, summarize, table};
 use dialogym::generate::{GenerateArgs, generate};
+use dialogym::policies::learners::Algo;
+use dialogym::policies::train::TrainConfig;
 use dialogym::{STOP, scenarios};
 
 #[derive(Parser)]
@@ -154,9 +156,9 @@ struct TrainArgs {
     /// Corpus folder written by `generate`.
     #[arg(long)]
     corpus: PathBuf,
-    /// Learner: ilql, bc, filtered-bc, mc.
-    #[arg(long, default_value = "ilql")]
-    algo: String,
+    /// Learner (the registry of policies/src/learners).
+    #[arg(long, default_value = "ilql", value_parser = algo_parser())]
+    algo: Algo,
     /// Checkpoint folder.
     #[arg(long)]
     out: PathBuf,
@@ -169,73 +171,87 @@ struct TrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
-    /// A JSON file with any TrainConfig fields (docs/training.md); flags below override it.
+    /// A JSON file with any TrainConfig fields and learner sections (docs/training.md);
+    /// flags below override it. Unknown keys and out-of-range values are errors.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Gradient steps.
-    #[arg(long)]
-    steps: Option<i64>,
-    /// Transitions per minibatch.
-    #[arg(long)]
-    batch_size: Option<i64>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    steps: Option<u64>,
+    /// Transitions per minibatch (at most 65536).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: Option<u64>,
     /// Learning rate.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Discount per utterance.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     gamma: Option<f64>,
-    /// ILQL expectile.
-    #[arg(long)]
+    /// ILQL expectile (`learners.ilql.tau`).
+    #[arg(long, allow_negative_numbers = true)]
     tau: Option<f64>,
-    /// Weight of the CQL term.
-    #[arg(long)]
+    /// Weight of the CQL term (`learners.ilql.cql_weight` or `learners.mc.cql_weight`).
+    #[arg(long, allow_negative_numbers = true)]
     cql_weight: Option<f64>,
-    /// Fraction of episodes filtered BC keeps.
-    #[arg(long)]
+    /// Fraction of episodes filtered BC keeps (`learners.filtered-bc.filter_fraction`).
+    #[arg(long, allow_negative_numbers = true)]
     filter_fraction: Option<f64>,
 }
 
+/// `--algo`: the names of the learner registry, each with its help.
+fn algo_parser() -> impl clap::builder::TypedValueParser<Value = Algo> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(Algo::all().map(|a| PossibleValue::new(a.name()).help(a.help())))
+        .try_map(|name| Algo::named(&name))
+}
+
+/// Reads a training config file: its keys over the defaults, then the same validation as
+/// the flags; every error names the file.
+fn config_file(path: &std::path::Path) -> Result<TrainConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut base = serde_json::to_value(TrainConfig::default())?;
+    let given: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+    if !given.is_object() {
+        bail!("{}: a training config must be a JSON object", path.display());
+    }
+    merge(&mut base, given);
+    let c: TrainConfig = serde_json::from_value(base).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    c.validate().map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+    Ok(c)
+}
+
 impl TrainArgs {
-    fn config(&self) -> Result<dialogym::policies::train::TrainConfig> {
-        use dialogym::policies::train::TrainConfig;
+    /// The config file (or the defaults), then the flags over it, validated.
+    fn config(&self) -> Result<TrainConfig> {
         let mut c = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-                let mut base = serde_json::to_value(TrainConfig::default())?;
-                let given: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
-                merge(&mut base, given);
-                serde_json::from_value(base).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-            }
+            Some(path) => config_file(path)?,
             None => TrainConfig::default(),
         };
-        c.algo = self.algo.parse()?;
+        c.algo = self.algo;
         c.seed = self.seed;
         if let Some(v) = self.steps {
-            c.steps = positive("--steps", v)? as usize;
+            c.steps = usize::try_from(v).context("--steps is too large")?;
         }
         if let Some(v) = self.batch_size {
-            c.batch_size = positive("--batch-size", v)? as usize;
+            c.batch_size = usize::try_from(v).context("--batch-size is too large")?;
         }
         if let Some(v) = self.lr {
             c.optimizer.lr = v;
         }
-        for (name, given, slot, range) in [
-            ("--gamma", self.gamma, &mut c.gamma, 0.0..=1.0),
-            ("--tau", self.tau, &mut c.tau, 0.0..=1.0),
-            ("--filter-fraction", self.filter_fraction, &mut c.filter_fraction, 0.0..=1.0),
-            ("--cql-weight", self.cql_weight, &mut c.cql_weight, 0.0..=f64::MAX),
+        if let Some(v) = self.gamma {
+            c.gamma = v;
+        }
+        for (flag, key, given) in [
+            ("--tau", "tau", self.tau),
+            ("--cql-weight", "cql_weight", self.cql_weight),
+            ("--filter-fraction", "filter_fraction", self.filter_fraction),
         ] {
             if let Some(v) = given {
-                if !range.contains(&v) {
-                    bail!("{name} {v} is out of range {range:?}");
-                }
-                *slot = v;
+                c.set_learner_setting(key, v).context(flag)?;
             }
         }
-        if !(c.optimizer.lr > 0.0 && c.optimizer.lr.is_finite()) {
-            bail!("the learning rate must be positive");
-        }
+        c.validate().context("invalid training settings")?;
         Ok(c)
     }
 }
@@ -307,14 +323,14 @@ enum ExperimentCmd {
         #[arg(long, default_value = "runs/offline-20q")]
         out: PathBuf,
         /// Corpus episodes.
-        #[arg(long, default_value_t = 20_000)]
-        episodes: i64,
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+        episodes: u64,
         /// Evaluation episodes per agent.
-        #[arg(long, default_value_t = 2_000)]
-        eval_episodes: i64,
+        #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
+        eval_episodes: u64,
         /// Gradient steps per learner.
-        #[arg(long)]
-        steps: Option<i64>,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        steps: Option<u64>,
         /// Master seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -322,8 +338,8 @@ enum ExperimentCmd {
         #[arg(long, default_value_t = 0.2)]
         holdout: f64,
         /// Train every learner with this many seeds (seed, seed + 1, ...) and report each.
-        #[arg(long, default_value_t = 2)]
-        train_seeds: i64,
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+        train_seeds: u64,
     },
 }
 
@@ -480,23 +496,22 @@ fn run(cli: Cli) -> Result<()> {
         Command::Experiment {
             which: ExperimentCmd::Offline20q { out, episodes, eval_episodes, steps, seed, holdout, train_seeds },
         } => {
-            use dialogym::policies::train::{Algo, TrainConfig};
             if !(0.0..1.0).contains(&holdout) {
                 bail!("--holdout must lie in [0, 1)");
             }
             let mut train = TrainConfig { seed, ..TrainConfig::default() };
             if let Some(s) = steps {
-                train.steps = positive("--steps", s)? as usize;
+                train.steps = usize::try_from(s).context("--steps is too large")?;
             }
             let args = dialogym::experiment::ExperimentArgs {
                 out,
-                episodes: positive("--episodes", episodes)?,
-                eval_episodes: positive("--eval-episodes", eval_episodes)?,
+                episodes,
+                eval_episodes,
                 train,
-                algos: vec![Algo::Bc, Algo::FilteredBc, Algo::Mc, Algo::Ilql],
+                algos: ["bc", "filtered-bc", "mc", "ilql"].into_iter().map(Algo::named).collect::<Result<_>>()?,
                 seed,
                 holdout,
-                train_seeds: positive("--train-seeds", train_seeds)?,
+                train_seeds,
             };
             dialogym::experiment::offline_20q(&args, &STOP)?;
         }

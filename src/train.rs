@@ -1,10 +1,10 @@
 //! `dialogym train`: offline RL on a corpus.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use dialogym_engine::corpus::read_corpus;
 use dialogym_policies::data::Transitions;
 use dialogym_policies::train::{MetricsLine, TrainConfig, device, train};
@@ -22,6 +22,41 @@ pub struct TrainSummary {
     pub last: Option<MetricsLine>,
 }
 
+/// Refuses an `out` that is `corpus` or lies inside it (a checkpoint written into its own
+/// corpus would mix files a reader trusts with files it does not know).
+pub fn refuse_out_inside_corpus(corpus: &Path, out: &Path) -> Result<()> {
+    let corpus_abs =
+        corpus.canonicalize().with_context(|| format!("cannot open corpus folder {}", corpus.display()))?;
+    if resolved(out)?.starts_with(&corpus_abs) {
+        bail!(
+            "--out {} is inside the corpus folder {}; write the checkpoint to another folder",
+            out.display(),
+            corpus.display()
+        );
+    }
+    Ok(())
+}
+
+/// `path` made absolute with its deepest existing ancestor canonicalized (links and `..`
+/// resolved), whether or not the rest exists yet.
+fn resolved(path: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(path).with_context(|| format!("bad path {}", path.display()))?;
+    let mut rest = Vec::new();
+    let mut base = abs.as_path();
+    loop {
+        if let Ok(real) = base.canonicalize() {
+            return Ok(rest.iter().rev().fold(real, |p, part| p.join(part)));
+        }
+        match (base.parent(), base.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                base = parent;
+            }
+            _ => return Ok(abs),
+        }
+    }
+}
+
 /// Loads the corpus in `corpus`, builds transitions over its scenario's candidates, trains.
 pub fn run(
     corpus: &Path,
@@ -32,6 +67,8 @@ pub fn run(
     stop: &AtomicBool,
     progress: bool,
 ) -> Result<TrainSummary> {
+    refuse_out_inside_corpus(corpus, out)?;
+    config.validate()?;
     let (manifest, rows) = read_corpus(corpus)?;
     let scenario_id = manifest
         .config

@@ -11,7 +11,7 @@ use std::process::Command;
 use candle_core::Device;
 use dialogym_engine::seed::{Stream, turn_rng};
 use dialogym_policies::data::Transitions;
-use dialogym_policies::train::{Learner, TrainConfig, steps_per_second};
+use dialogym_policies::train::{TrainConfig, Trainer, steps_per_second};
 use rand::Rng as _;
 
 /// 50,000 transitions: states of 2–120 features over 2^14 buckets, 356 candidates of 8
@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     let device = Device::Cpu;
     let run = |fused: bool| -> anyhow::Result<f64> {
         let config = TrainConfig { batch_size: batch, fused_cpu_kernels: fused, ..TrainConfig::default() };
-        let mut learner = Learner::new(&config, &device)?;
+        let mut learner = Trainer::new(&config, &device)?;
         steps_per_second(&mut learner, &data, steps)
     };
     let generic = run(false)?;

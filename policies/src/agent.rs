@@ -5,6 +5,10 @@
 //! logits. With `beta` (ILQL trained with `bc_weight > 0`), ILQL acts by
 //! log π(a|s) + β·(min Q(s,a) − V(s)), the paper's policy extraction. With
 //! `repeat=false` it never says a candidate it already said in the conversation.
+//!
+//! A checkpoint records the scenario it was trained in and its candidate list; at its first
+//! turn the agent refuses another scenario (by name: parameters that only choose which
+//! secrets are drawn, such as `split=test`, may differ) or another candidate list.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,15 +19,18 @@ use dialogym_engine::{Agent, AgentTurn, Scenario, Spec};
 use rand::Rng as _;
 
 use crate::featurize::{Featurizer, HashedNgrams, said_before};
+use crate::learners::Acting;
 use crate::model::{Network, SaidMatrix};
 use crate::nn::{Bags, Params};
-use crate::train::{Algo, CheckpointInfo, MODEL_FILE, load_info, load_tensors};
+use crate::train::{CheckpointInfo, MODEL_FILE, load_info, load_tensors};
 
 /// A trained checkpoint playing the agent's side.
 pub struct LearnedAgent {
     net: Network,
     featurizer: HashedNgrams,
-    algo: Algo,
+    acting: Acting,
+    /// What the checkpoint was trained on, checked against the scenario at the first turn.
+    trained_on: TrainedOn,
     temperature: f64,
     beta: Option<f64>,
     /// May say an utterance it already said in this conversation.
@@ -53,8 +60,9 @@ impl LearnedAgent {
     pub fn load(dir: &Path, temperature: f64, beta: Option<f64>, spec: String) -> Result<LearnedAgent> {
         let info: CheckpointInfo = load_info(dir)?;
         let c = &info.config;
-        if beta.is_some() && !(c.algo == Algo::Ilql && c.bc_weight > 0.0) {
-            bail!("`{spec}`: beta needs an ILQL checkpoint trained with bc_weight > 0");
+        let acting = c.learner()?.acting();
+        if beta.is_some() && acting != (Acting::MinQ { beta: true }) {
+            bail!("`{spec}`: beta needs an ILQL checkpoint trained with bc_weight > 0 (this one is `{}`)", c.algo);
         }
         let device = Device::Cpu;
         let mut params = Params::new(&device);
@@ -71,7 +79,14 @@ impl LearnedAgent {
         Ok(LearnedAgent {
             net,
             featurizer: c.featurizer.clone(),
-            algo: c.algo,
+            acting,
+            trained_on: TrainedOn {
+                dir: dir.display().to_string(),
+                scenario: info.scenario.clone(),
+                candidates: info.candidates,
+                candidate_list: info.candidate_list.clone(),
+                checked: false,
+            },
             temperature,
             beta,
             repeat: true,
@@ -95,10 +110,10 @@ impl LearnedAgent {
         let h = self.net.encode_states(&Bags::new(states.iter().map(Vec::as_slice), &self.device)?)?;
         let min_q =
             || -> Result<Tensor> { Ok(self.net.q[0].all(&h, u, said)?.minimum(&self.net.q[1].all(&h, u, said)?)?) };
-        Ok(match (self.algo.acts_from_policy(), self.beta) {
-            (true, _) => self.net.policy(&h, u, said)?,
-            (false, None) => min_q()?,
-            (false, Some(beta)) => {
+        Ok(match (self.acting, self.beta) {
+            (Acting::Policy, _) => self.net.policy(&h, u, said)?,
+            (Acting::MinQ { .. }, None) => min_q()?,
+            (Acting::MinQ { .. }, Some(beta)) => {
                 let logp = candle_nn::ops::log_softmax(&self.net.policy(&h, u, said)?, D::Minus1)?;
                 let adv = min_q()?.broadcast_sub(&self.net.value(&h)?.unsqueeze(1)?)?;
                 (logp + (adv * beta)?)?
@@ -113,6 +128,9 @@ impl<S: Scenario> Agent<S> for LearnedAgent {
     }
 
     fn act(&mut self, scenario: &S, turns: &mut [AgentTurn<'_>]) -> Result<Vec<String>> {
+        if !self.trained_on.checked {
+            self.trained_on.check(&scenario.id(), &scenario.candidates(&[]))?;
+        }
         // Conversations that share a candidate list are scored in one forward pass.
         let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
         for (i, t) in turns.iter().enumerate() {
@@ -144,6 +162,58 @@ impl<S: Scenario> Agent<S> for LearnedAgent {
         }
         Ok(out)
     }
+}
+
+/// The scenario and candidates a checkpoint was trained on.
+struct TrainedOn {
+    dir: String,
+    scenario: String,
+    candidates: usize,
+    /// Empty for version-1 checkpoints (only `candidates`, the count, was recorded).
+    candidate_list: Vec<String>,
+    checked: bool,
+}
+
+impl TrainedOn {
+    /// Refuses a scenario of another name or another candidate list, naming both.
+    fn check(&mut self, scenario: &str, candidates: &[String]) -> Result<()> {
+        let (mine, theirs) = (scenario_name(&self.scenario), scenario_name(scenario));
+        if mine != theirs {
+            bail!(
+                "checkpoint {} was trained on scenario `{}`, not `{scenario}`; train one on this scenario's corpus",
+                self.dir,
+                self.scenario
+            );
+        }
+        let same = if self.candidate_list.is_empty() {
+            self.candidates == candidates.len()
+        } else {
+            self.candidate_list.as_slice() == candidates
+        };
+        if !same {
+            let first_difference =
+                self.candidate_list.iter().zip(candidates).position(|(a, b)| a != b).map_or(String::new(), |i| {
+                    format!("; candidate {i} was `{}`, is `{}`", self.candidate_list[i], candidates[i])
+                });
+            bail!(
+                "checkpoint {} was trained on `{}` with {} candidate utterances, but `{scenario}` offers {} other ones{first_difference}",
+                self.dir,
+                self.scenario,
+                self.candidates,
+                candidates.len()
+            );
+        }
+        self.checked = true;
+        Ok(())
+    }
+}
+
+/// A scenario spec's name without its parameters (`twenty-questions(split=test)` →
+/// `twenty-questions`); for a scenario file, the file's name without its folder.
+fn scenario_name(spec: &str) -> &str {
+    let name = spec.split('(').next().unwrap_or(spec).trim();
+    let name = name.strip_prefix("file:").unwrap_or(name);
+    name.rsplit(['/', '\\']).next().unwrap_or(name)
 }
 
 /// Argmax (lowest index on ties) or a softmax sample at `temperature`.

@@ -63,6 +63,7 @@ pub fn said_before(transcript: &[Message], index: &std::collections::HashMap<Str
 ///
 /// Action features: the whole normalized utterance, its words and its word bigrams.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HashedNgrams {
     /// log2 of the state buckets.
     pub state_bits: u32,

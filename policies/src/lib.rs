@@ -4,10 +4,10 @@
 //! GPU path.
 
 pub mod agent;
-pub mod baselines;
+pub mod config;
 pub mod data;
 pub mod featurize;
-pub mod ilql;
+pub mod learners;
 pub mod lm;
 pub mod model;
 pub mod nn;

@@ -27,6 +27,7 @@ use crate::nn::{Bags, EmbeddingBag, Linear, Params};
 
 /// Network sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// Width of the encoders.
     pub hidden: usize,

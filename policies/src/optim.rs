@@ -21,6 +21,7 @@ use crate::nn::Params;
 
 /// AdamW settings.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdamWConfig {
     /// Learning rate.
     pub lr: f64,

@@ -1,7 +1,10 @@
-//! The offline trainer: one loop for ILQL and its baselines, checkpoints, resume, metrics.
+//! The offline trainer: one loop for every learner (`crate::learners`), checkpoints,
+//! resume, metrics. The loop knows no learner: it asks the [`Learner`] for its sample pool,
+//! its loss and its Polyak rate.
 //!
 //! A checkpoint folder holds:
-//! - `config.json`: every hyperparameter ([`TrainConfig`]), the featurizer, the scenario;
+//! - `config.json` ([`CheckpointInfo`]): every hyperparameter ([`TrainConfig`], with the
+//!   learner's own section), the featurizer, the scenario and its candidate list;
 //! - `model.safetensors`: online (`online.*`) and target (`target.*`) parameters, AdamW
 //!   moments (`opt.*`) and the step (`meta.step`), written atomically;
 //! - `metrics.jsonl`: one line per logged step; `curve.svg`: the learning curve.
@@ -23,176 +26,46 @@ use dialogym_engine::corpus::write_atomic;
 use dialogym_engine::seed::{Stream, mix64, turn_rng};
 use serde::{Deserialize, Serialize};
 
-use crate::baselines::{bc_loss, mc_loss};
+use crate::config::FlatConfigV1;
+pub use crate::config::{LrSchedule, TrainConfig};
 use crate::data::{Transitions, sample};
-use crate::featurize::{Featurizer, HashedNgrams};
-use crate::ilql::{self, IlqlParams, Terms};
-use crate::model::{ModelConfig, Network};
+use crate::featurize::Featurizer;
+use crate::learners::{Learner, StepInput, Terms};
+use crate::model::Network;
 use crate::nn::{Bags, Params};
-use crate::optim::{AdamW, AdamWConfig, polyak};
+use crate::optim::{AdamW, polyak};
 
-/// Which learner.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Algo {
-    /// Implicit Language Q-Learning (utterance level) with CQL.
-    Ilql,
-    /// Behaviour cloning over the candidates.
-    Bc,
-    /// BC on the top episodes by return.
-    FilteredBc,
-    /// Q regression on Monte-Carlo returns, with CQL.
-    Mc,
-}
-
-impl std::str::FromStr for Algo {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Algo> {
-        Ok(match s {
-            "ilql" => Algo::Ilql,
-            "bc" => Algo::Bc,
-            "filtered-bc" => Algo::FilteredBc,
-            "mc" => Algo::Mc,
-            other => bail!("unknown algorithm `{other}` (valid: ilql, bc, filtered-bc, mc)"),
-        })
-    }
-}
-
-impl Algo {
-    /// The CLI name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algo::Ilql => "ilql",
-            Algo::Bc => "bc",
-            Algo::FilteredBc => "filtered-bc",
-            Algo::Mc => "mc",
-        }
-    }
-
-    /// Whether the agent acts from the policy head (else from min Q).
-    pub fn acts_from_policy(self) -> bool {
-        matches!(self, Algo::Bc | Algo::FilteredBc)
-    }
-}
-
-/// Every hyperparameter of a training run, with its default.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// The learner.
-    pub algo: Algo,
-    /// Gradient steps.
-    pub steps: usize,
-    /// Transitions per minibatch.
-    pub batch_size: usize,
-    /// Discount per agent utterance. 1.0 for 20 Questions: episodes end within 20
-    /// utterances and the reward already charges every question.
-    pub gamma: f64,
-    /// Expectile τ of ILQL's V regression (0.5 = mean; → 1 = max over data actions).
-    pub tau: f64,
-    /// Polyak rate α of the target Q copies: Q̄ ← (1 − α)Q̄ + αQ after every step.
-    pub polyak_alpha: f64,
-    /// Weight of the CQL term (ILQL and MC).
-    pub cql_weight: f64,
-    /// Weight of the BC term on ILQL's π head (0 = no π head training).
-    pub bc_weight: f64,
-    /// Filtered BC keeps the top `filter_fraction` of episodes by return.
-    pub filter_fraction: f64,
-    /// Optimizer (`optimizer.lr` is the peak learning rate of the schedule).
-    pub optimizer: AdamWConfig,
-    /// Learning-rate schedule over `steps`.
-    #[serde(default)]
-    pub lr_schedule: LrSchedule,
-    /// Network sizes.
-    pub model: ModelConfig,
-    /// Text featurizer.
-    pub featurizer: HashedNgrams,
-    /// Write a checkpoint every this many steps (and at the end).
-    pub checkpoint_every: usize,
-    /// Log metrics every this many steps.
-    pub log_every: usize,
-    /// Seed of initialization and minibatch draws.
-    pub seed: u64,
-    /// Use dialogym's fused CPU kernels (AdamW, embedding bags); false runs the generic
-    /// tensor-op versions (the benchmark's baseline). Same math either way.
-    #[serde(default = "yes")]
-    pub fused_cpu_kernels: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            algo: Algo::Ilql,
-            steps: 12_000,
-            batch_size: 256,
-            gamma: 1.0,
-            tau: 0.8,
-            polyak_alpha: 0.005,
-            cql_weight: 1.0,
-            bc_weight: 1.0,
-            filter_fraction: 0.3,
-            optimizer: AdamWConfig { lr: 1e-3, ..Default::default() },
-            lr_schedule: LrSchedule::Constant,
-            model: ModelConfig::default(),
-            featurizer: HashedNgrams::default(),
-            checkpoint_every: 1000,
-            log_every: 50,
-            seed: 0,
-            fused_cpu_kernels: true,
-        }
-    }
-}
-
-/// How the learning rate moves over a run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum LrSchedule {
-    /// `optimizer.lr` throughout.
-    #[default]
-    Constant,
-    /// Cosine annealing from `optimizer.lr` at step 0 to `final_ratio·optimizer.lr` at the
-    /// last step: lr(t) = lr·(ρ + (1 − ρ)·½(1 + cos(π t / steps))).
-    Cosine {
-        /// ρ, the final fraction of the peak rate.
-        final_ratio: f64,
-    },
-}
-
-impl LrSchedule {
-    /// The learning rate of step `t` (0-based) of `steps`, for peak rate `lr`.
-    pub fn at(self, lr: f64, t: usize, steps: usize) -> f64 {
-        match self {
-            LrSchedule::Constant => lr,
-            LrSchedule::Cosine { final_ratio } => {
-                let x = (t as f64 / steps.max(1) as f64).min(1.0);
-                lr * (final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + (std::f64::consts::PI * x).cos()))
-            }
-        }
-    }
-}
+/// The version of `config.json` this code writes. Version 1 held one flat config of every
+/// learner's settings; version 2 holds sections (`config.learners.NAME`) and the candidate
+/// list. Both load; only version 2 resumes.
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// What `config.json` holds: the config plus what the data and the agent need to know.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CheckpointInfo {
-    /// Format version of the checkpoint folder.
+    /// Format version of the checkpoint folder ([`CHECKPOINT_VERSION`]).
     pub version: u32,
-    /// Hyperparameters.
+    /// Hyperparameters, resolved (only the learner's own section, every default filled in).
     pub config: TrainConfig,
-    /// Scenario the corpus was made in.
+    /// Scenario the corpus was made in (its canonical spec, `Scenario::id`).
     pub scenario: String,
     /// Number of transitions trained on.
     pub transitions: usize,
     /// Candidate vocabulary size.
     pub candidates: usize,
+    /// The candidate utterances, in index order (empty for version 1, which recorded only
+    /// their number).
+    #[serde(default)]
+    pub candidate_list: Vec<String>,
 }
 
-/// The networks and optimizer of a run.
-pub struct Learner {
+/// The networks, optimizer and learner of a run.
+pub struct Trainer {
     /// Hyperparameters.
     pub config: TrainConfig,
+    /// The learner (its loss, its target networks, its sample pool).
+    pub learner: Box<dyn Learner>,
     /// Online parameters.
     pub params: Params,
     /// Online network.
@@ -206,9 +79,11 @@ pub struct Learner {
     pub start_step: usize,
 }
 
-impl Learner {
+impl Trainer {
     /// Fresh networks initialized from the config's seed.
-    pub fn new(config: &TrainConfig, device: &Device) -> Result<Learner> {
+    pub fn new(config: &TrainConfig, device: &Device) -> Result<Trainer> {
+        config.validate()?;
+        let learner = config.learner()?;
         let f = &config.featurizer;
         let mut rng = turn_rng(mix64(config.seed), 0, Stream::Learner);
         let mut params = Params::new(device);
@@ -225,7 +100,17 @@ impl Learner {
             var.set(src.as_tensor())?;
         }
         let opt = AdamW::new(&params, config.optimizer, config.fused_cpu_kernels)?;
-        Ok(Learner { config: config.clone(), params, online, target_params, target, opt, step: 0, start_step: 0 })
+        Ok(Trainer {
+            config: config.clone(),
+            learner,
+            params,
+            online,
+            target_params,
+            target,
+            opt,
+            step: 0,
+            start_step: 0,
+        })
     }
 
     /// One gradient step on a batch; returns the logged terms.
@@ -235,15 +120,8 @@ impl Learner {
         let mut rng = turn_rng(mix64(c.seed ^ 0x5eed), self.step as u32, Stream::Learner);
         let batch = sample(data, pool, c.batch_size, &mut rng, &device)?;
         let u = self.online.encode_actions(candidates)?;
-        let (loss, terms) = match c.algo {
-            Algo::Ilql => {
-                let u_t = self.target.encode_actions(candidates)?;
-                let p = IlqlParams { gamma: c.gamma, tau: c.tau, cql_weight: c.cql_weight, bc_weight: c.bc_weight };
-                ilql::loss(&self.online, &self.target, &u, &u_t, &batch, &p)?
-            }
-            Algo::Bc | Algo::FilteredBc => bc_loss(&self.online, &u, &batch)?,
-            Algo::Mc => mc_loss(&self.online, &u, &batch, c.cql_weight)?,
-        };
+        let input = StepInput { online: &self.online, target: &self.target, candidates, u: &u, gamma: c.gamma };
+        let (loss, terms) = self.learner.loss(&input, &batch)?;
         let total = loss.to_scalar::<f32>()?;
         if !total.is_finite() {
             bail!("loss became {total} at step {}; lower the learning rate", self.step);
@@ -251,10 +129,10 @@ impl Learner {
         let grads = loss.backward()?;
         self.opt.config.lr = c.lr_schedule.at(c.optimizer.lr, self.step, c.steps);
         self.opt.step(&grads)?;
-        if c.algo == Algo::Ilql {
+        if let Some(alpha) = self.learner.polyak_alpha() {
             for (name, var) in self.target_params.iter() {
                 let online = self.params.get(name).ok_or_else(|| anyhow!("no online {name}"))?;
-                polyak(var, online.as_tensor(), c.polyak_alpha)?;
+                polyak(var, online.as_tensor(), alpha)?;
             }
         }
         self.step += 1;
@@ -284,7 +162,7 @@ impl Learner {
         write_atomic(&dir.join(MODEL_FILE), |w| Ok(w.write_all(&bytes)?))
     }
 
-    /// Restores a checkpoint written by [`Learner::save`].
+    /// Restores a checkpoint written by [`Trainer::save`].
     pub fn restore(&mut self, dir: &Path) -> Result<()> {
         let map = load_tensors(&dir.join(MODEL_FILE))?;
         self.params.load(&map, "online.")?;
@@ -324,11 +202,44 @@ pub fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
         .map_err(|e| anyhow!("{}: corrupt or truncated checkpoint: {e}", path.display()))
 }
 
-/// Reads a checkpoint's `config.json`.
+/// Reads a checkpoint's `config.json` (version 2, or a flat version-1 config, turned into
+/// sections).
 pub fn load_info(dir: &Path) -> Result<CheckpointInfo> {
     let path = dir.join(CONFIG_FILE);
     let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+    let bad = |e: anyhow::Error| anyhow!("{}: {e:#}", path.display());
+    match value.get("version").and_then(|v| v.as_u64()) {
+        Some(2) => {
+            let info: CheckpointInfo = serde_json::from_value(value).map_err(|e| bad(e.into()))?;
+            info.config.validate().map_err(bad)?;
+            Ok(info)
+        }
+        Some(1) => {
+            #[derive(Deserialize)]
+            struct InfoV1 {
+                config: FlatConfigV1,
+                scenario: String,
+                transitions: usize,
+                candidates: usize,
+            }
+            let old: InfoV1 = serde_json::from_value(value).map_err(|e| bad(e.into()))?;
+            Ok(CheckpointInfo {
+                version: 1,
+                config: old.config.into_sections().map_err(bad)?,
+                scenario: old.scenario,
+                transitions: old.transitions,
+                candidates: old.candidates,
+                candidate_list: Vec::new(),
+            })
+        }
+        other => bail!(
+            "{}: checkpoint version {} is not one this dialogym reads (1 or {CHECKPOINT_VERSION})",
+            path.display(),
+            other.map_or("(none)".to_string(), |v| v.to_string())
+        ),
+    }
 }
 
 /// One line of `metrics.jsonl`.
@@ -367,25 +278,31 @@ pub fn train(
     device: &Device,
     stop: &AtomicBool,
     progress: &mut dyn Progress,
-) -> Result<Learner> {
+) -> Result<Trainer> {
     if data.is_empty() {
         bail!("the corpus has no agent turns to learn from");
     }
-    if config.batch_size == 0 || config.log_every == 0 || config.checkpoint_every == 0 {
-        bail!("batch size, log interval and checkpoint interval must be at least 1");
-    }
+    let config = &config.resolved()?;
     let info = CheckpointInfo {
-        version: 1,
+        version: CHECKPOINT_VERSION,
         config: config.clone(),
         scenario: scenario.to_string(),
         transitions: data.len(),
         candidates: data.candidates.len(),
+        candidate_list: data.candidates.clone(),
     };
     fs::create_dir_all(out).with_context(|| format!("cannot create checkpoint folder {}", out.display()))?;
-    let mut learner = Learner::new(config, device)?;
+    let mut learner = Trainer::new(config, device)?;
     let metrics_path = out.join("metrics.jsonl");
     if resume && out.join(MODEL_FILE).exists() {
         let stored = load_info(out).context("cannot resume")?;
+        if stored.version != CHECKPOINT_VERSION {
+            bail!(
+                "cannot resume: {} is a version-{} checkpoint; it still plays as learned:DIR, but train into a new --out",
+                out.display(),
+                stored.version
+            );
+        }
         let same =
             CheckpointInfo { config: TrainConfig { steps: config.steps, ..stored.config.clone() }, ..stored.clone() };
         if same != info {
@@ -403,10 +320,10 @@ pub fn train(
         serde_json::to_writer_pretty(&mut *w, &info)?;
         Ok(w.write_all(b"\n")?)
     })?;
-    let pool: Vec<u32> = match config.algo {
-        Algo::FilteredBc => data.top_episodes(config.filter_fraction),
-        _ => (0..data.len() as u32).collect(),
-    };
+    let pool = learner.learner.pool(data);
+    if pool.is_empty() {
+        bail!("learner `{}` keeps no transition of this corpus to sample from", config.algo);
+    }
     let candidates = Bags::new(data.candidate_features.iter().map(Vec::as_slice), device)?;
     let mut metrics = fs::OpenOptions::new()
         .create(true)
@@ -477,7 +394,7 @@ pub fn device(name: &str) -> Result<Device> {
 }
 
 /// Timing of training steps, for the benchmark.
-pub fn steps_per_second(learner: &mut Learner, data: &Transitions, steps: usize) -> Result<f64> {
+pub fn steps_per_second(learner: &mut Trainer, data: &Transitions, steps: usize) -> Result<f64> {
     let pool: Vec<u32> = (0..data.len() as u32).collect();
     let device = learner.params.device().clone();
     let candidates = Bags::new(data.candidate_features.iter().map(Vec::as_slice), &device)?;

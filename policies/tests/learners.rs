@@ -17,10 +17,11 @@ use std::sync::atomic::AtomicBool;
 use candle_core::{D, Device};
 use dialogym_policies::data::Transitions;
 use dialogym_policies::featurize::HashedNgrams;
+use dialogym_policies::learners::Algo;
 use dialogym_policies::model::{ModelConfig, SaidMatrix};
 use dialogym_policies::nn::Bags;
 use dialogym_policies::optim::AdamWConfig;
-use dialogym_policies::train::{Algo, Learner, TrainConfig, train};
+use dialogym_policies::train::{TrainConfig, Trainer, train};
 
 /// 100 episodes: 70 take a0 then (a0 | a1 alternating), 30 take a1.
 fn mdp() -> Transitions {
@@ -60,14 +61,16 @@ fn t_states_len(ep: u32) -> u32 {
     if ep < 70 { 2 * ep } else { 140 + (ep - 70) }
 }
 
-fn config(algo: Algo) -> TrainConfig {
+fn config(algo: &str) -> TrainConfig {
+    let sections = [
+        ("ilql", serde_json::json!({"tau": 0.9, "cql_weight": 0.0, "polyak_alpha": 0.05})),
+        ("mc", serde_json::json!({"cql_weight": 0.0})),
+    ];
     TrainConfig {
-        algo,
+        algo: Algo::named(algo).unwrap(),
         steps: 1500,
         batch_size: 64,
-        tau: 0.9,
-        cql_weight: 0.0,
-        polyak_alpha: 0.05,
+        learners: sections.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         optimizer: AdamWConfig { lr: 3e-3, ..Default::default() },
         model: ModelConfig { hidden: 32, head_dim: 16, ..Default::default() },
         featurizer: HashedNgrams { state_bits: 4, action_bits: 4 },
@@ -78,7 +81,7 @@ fn config(algo: Algo) -> TrainConfig {
     }
 }
 
-fn fit(algo: Algo, tweak: impl FnOnce(&mut TrainConfig)) -> Learner {
+fn fit(algo: &str, tweak: impl FnOnce(&mut TrainConfig)) -> Trainer {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(algo);
     tweak(&mut c);
@@ -86,7 +89,7 @@ fn fit(algo: Algo, tweak: impl FnOnce(&mut TrainConfig)) -> Learner {
 }
 
 /// (Q1 over [a0, a1, a2] in s0, in s1, V(s0), V(s1)).
-fn values(l: &Learner) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn values(l: &Trainer) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let d = Device::Cpu;
     let s = Bags::new([[0u32].as_slice(), [1u32].as_slice()].into_iter(), &d).unwrap();
     let a = Bags::new([[0u32].as_slice(), [1].as_slice(), [2].as_slice()].into_iter(), &d).unwrap();
@@ -100,7 +103,7 @@ fn values(l: &Learner) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
 
 #[test]
 fn ilql_converges_to_the_expectile_fixed_point() {
-    let l = fit(Algo::Ilql, |_| {});
+    let l = fit("ilql", |_| {});
     let (q0, q1, v) = values(&l);
     let tau = 0.9;
     let tol = 0.08;
@@ -117,21 +120,21 @@ fn ilql_converges_to_the_expectile_fixed_point() {
 
 #[test]
 fn mc_regresses_on_returns_and_cql_pushes_down_untried_actions() {
-    let l = fit(Algo::Mc, |_| {});
+    let l = fit("mc", |_| {});
     let (q0, q1, _) = values(&l);
     for (got, want, what) in
         [(q0[0], 1.0, "Q(s0,a0)"), (q0[1], 1.0, "Q(s0,a1)"), (q1[0], 2.0, "Q(s1,a0)"), (q1[1], 0.0, "Q(s1,a1)")]
     {
         assert!((got - want).abs() < 0.08, "{what}: {got} vs {want}");
     }
-    let l = fit(Algo::Mc, |c| c.cql_weight = 0.5);
+    let l = fit("mc", |c| c.set_learner_setting("cql_weight", 0.5).unwrap());
     let (q0, _, _) = values(&l);
     assert!(q0[2] < q0[0].min(q0[1]) - 0.5, "the untried a2 must score lowest: {q0:?}");
 }
 
 #[test]
 fn bc_reproduces_the_data_policy() {
-    let l = fit(Algo::Bc, |_| {});
+    let l = fit("bc", |_| {});
     let d = Device::Cpu;
     let s = Bags::new([[0u32].as_slice()].into_iter(), &d).unwrap();
     let a = Bags::new([[0u32].as_slice(), [1].as_slice(), [2].as_slice()].into_iter(), &d).unwrap();
@@ -147,7 +150,7 @@ fn bc_reproduces_the_data_policy() {
 fn same_seed_same_checkpoint_bytes_and_exact_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |dir: &std::path::Path, steps: usize, resume: bool| {
-        let c = TrainConfig { steps, checkpoint_every: 10, log_every: 5, ..config(Algo::Ilql) };
+        let c = TrainConfig { steps, checkpoint_every: 10, log_every: 5, ..config("ilql") };
         train(&mdp(), "mdp", &c, dir, resume, &Device::Cpu, &AtomicBool::new(false), &mut |_: &_| {}).unwrap();
         std::fs::read(dir.join("model.safetensors")).unwrap()
     };
@@ -163,7 +166,7 @@ fn same_seed_same_checkpoint_bytes_and_exact_resume() {
     // A different seed gives different weights.
     let other = {
         let d = tmp.path().join("d");
-        let cfg = TrainConfig { steps: 40, seed: 8, ..config(Algo::Ilql) };
+        let cfg = TrainConfig { steps: 40, seed: 8, ..config("ilql") };
         train(&mdp(), "mdp", &cfg, &d, false, &Device::Cpu, &AtomicBool::new(false), &mut |_: &_| {}).unwrap();
         std::fs::read(d.join("model.safetensors")).unwrap()
     };
@@ -174,7 +177,7 @@ fn same_seed_same_checkpoint_bytes_and_exact_resume() {
 fn damaged_checkpoints_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ck");
-    let c = TrainConfig { steps: 5, ..config(Algo::Ilql) };
+    let c = TrainConfig { steps: 5, ..config("ilql") };
     train(&mdp(), "mdp", &c, &dir, false, &Device::Cpu, &AtomicBool::new(false), &mut |_: &_| {}).unwrap();
     let path = dir.join("model.safetensors");
     let bytes = std::fs::read(&path).unwrap();
@@ -201,4 +204,87 @@ fn cosine_schedule_anneals_from_peak_to_the_final_ratio() {
     assert!((s.at(1e-3, 100, 100) - 1e-4).abs() < 1e-12);
     assert!((0..100).all(|t| s.at(1e-3, t + 1, 100) <= s.at(1e-3, t, 100)));
     assert_eq!(LrSchedule::Constant.at(1e-3, 70, 100), 1e-3);
+}
+
+#[test]
+fn every_registered_learner_builds_from_defaults_and_rejects_unknown_keys() {
+    let names: Vec<&str> = Algo::all().map(|a| a.name()).collect();
+    assert_eq!(names, ["ilql", "bc", "filtered-bc", "mc"]);
+    for algo in Algo::all() {
+        let learner = algo.build(&serde_json::json!({})).unwrap();
+        // The resolved section parses back into the same learner.
+        let again = algo.build(&learner.section()).unwrap();
+        assert_eq!(learner.section(), again.section(), "{algo}");
+        let err = algo.build(&serde_json::json!({"no_such_setting": 1})).err().unwrap();
+        assert!(format!("{err:#}").contains("unknown field `no_such_setting`"), "{algo}: {err:#}");
+        assert!(format!("{err:#}").contains(&format!("learners.{algo}")), "{algo}: {err:#}");
+    }
+    assert!(Algo::named("dqn").err().unwrap().to_string().contains("valid: ilql, bc, filtered-bc, mc"));
+}
+
+/// A version-1 `config.json` (one flat config) as dialogym wrote it before learner sections.
+fn flat_v1(steps: usize, seed: u64) -> serde_json::Value {
+    serde_json::json!({
+        "version": 1,
+        "config": {
+            "algo": "ilql", "steps": steps, "batch_size": 64, "gamma": 1.0, "tau": 0.9,
+            "polyak_alpha": 0.05, "cql_weight": 0.0, "bc_weight": 1.0, "filter_fraction": 0.3,
+            "optimizer": {"lr": 3e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+            "lr_schedule": {"kind": "constant"},
+            "model": {"hidden": 32, "head_dim": 16, "said_classes": 9, "state_layers": 1},
+            "featurizer": {"state_bits": 4, "action_bits": 4},
+            "checkpoint_every": 10000, "log_every": 100, "seed": seed, "fused_cpu_kernels": true
+        },
+        "scenario": "mdp", "transitions": 170, "candidates": 3
+    })
+}
+
+#[test]
+fn version_one_checkpoints_still_load_and_refuse_to_resume() {
+    use dialogym_policies::train::load_info;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ck");
+    let c = TrainConfig { steps: 5, ..config("ilql") };
+    train(&mdp(), "mdp", &c, &dir, false, &Device::Cpu, &AtomicBool::new(false), &mut |_: &_| {}).unwrap();
+    let v2 = load_info(&dir).unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(v2.candidate_list, ["a0", "a1", "a2"]);
+    std::fs::write(dir.join("config.json"), serde_json::to_string(&flat_v1(5, 7)).unwrap()).unwrap();
+    let v1 = load_info(&dir).unwrap();
+    assert_eq!(v1.version, 1);
+    // The flat settings land in ILQL's section: the same resolved config as version 2.
+    assert_eq!(v1.config, v2.config);
+    dialogym_policies::agent::LearnedAgent::load(&dir, 0.0, Some(1.0), "x".into()).unwrap();
+    let c10 = TrainConfig { steps: 10, ..c };
+    let err =
+        train(&mdp(), "mdp", &c10, &dir, true, &Device::Cpu, &AtomicBool::new(false), &mut |_: &_| {}).err().unwrap();
+    assert!(err.to_string().contains("version-1 checkpoint"), "{err:#}");
+    let mut future = flat_v1(5, 7);
+    future["version"] = serde_json::json!(9);
+    std::fs::write(dir.join("config.json"), serde_json::to_string(&future).unwrap()).unwrap();
+    let err = load_info(&dir).err().unwrap();
+    assert!(err.to_string().contains("checkpoint version 9"), "{err:#}");
+}
+
+#[test]
+fn invalid_configs_are_refused_before_anything_is_allocated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: Vec<(Box<dyn Fn(&mut TrainConfig)>, &str)> = vec![
+        (Box::new(|c| c.model.hidden = 0), "model.hidden = 0"),
+        (Box::new(|c| c.featurizer.state_bits = 40), "featurizer.state_bits = 40"),
+        (Box::new(|c| c.batch_size = 100_000_000), "batch_size = 100000000"),
+        (Box::new(|c| c.steps = 0), "steps = 0"),
+        (Box::new(|c| c.gamma = f64::NAN), "gamma = NaN"),
+        (Box::new(|c| c.set_learner_setting("tau", 1.0).unwrap()), "tau = 1"),
+    ];
+    for (tweak, needle) in cases {
+        let mut c = config("ilql");
+        tweak(&mut c);
+        let dir = tmp.path().join("x");
+        let err = train(&mdp(), "mdp", &c, &dir, false, &Device::Cpu, &AtomicBool::new(false), &mut |_: &_| {})
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains(needle), "{needle}: {err:#}");
+        assert!(!dir.exists(), "{needle}: wrote {}", dir.display());
+    }
 }

@@ -127,7 +127,8 @@ mod tests {
         assert_eq!(test.secrets().len(), 32);
         assert_eq!(train.secrets().len() + test.secrets().len(), 158);
         assert!(train.secrets().iter().all(|e| !test.secrets().contains(e)));
-        let other = from_spec(&Spec::parse("twenty-questions(holdout=0.2,holdout_seed=1,split=test)").unwrap()).unwrap();
+        let other =
+            from_spec(&Spec::parse("twenty-questions(holdout=0.2,holdout_seed=1,split=test)").unwrap()).unwrap();
         assert_ne!(other.secrets(), test.secrets());
         assert!(from_spec(&Spec::parse("twenty-questions(split=test)").unwrap()).is_err());
         assert!(from_spec(&Spec::parse("twenty-questions(holdot=0.2)").unwrap()).is_err());
