@@ -297,7 +297,7 @@ mod tests {
         let e = Spec::parse("x(eps=lots)").unwrap().params::<P>().unwrap_err().to_string();
         assert!(e.contains("`lots` is not a valid f64"), "{e}");
         let e = Spec::parse("x(k=-1)").unwrap().params::<P>().unwrap_err().to_string();
-        assert!(e.contains("`-1` is not a valid usize"), "{e}");
+        assert!(e.contains("`-1` is not a valid u64"), "{e}");
     }
 
     use super::*;
