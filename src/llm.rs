@@ -11,7 +11,7 @@
 //! - persona `oracle(matcher=minilm[,threshold=T][,slip=P])`
 //!
 //! `MODEL` defaults to `models/SmolLM2-135M-Instruct.Q4_1.gguf` (installed by
-//! `scripts/install-model.sh`). A model file is loaded once per process; every speaker
+//! `scripts/install-model.sh`). A model file is loaded once per session `Context`; every speaker
 //! that names it gets its own handle on the shared weights.
 
 use std::collections::HashMap;
