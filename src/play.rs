@@ -218,7 +218,7 @@ fn run<S: Table>(
     writeln!(screen, "agent: {agent_id}; persona: {persona_id}. End of input (Ctrl-D) or Ctrl-C ends the game.")?;
 
     // The secret: drawn as the world draws it, or typed by the person in the persona's seat.
-    let mut hidden = s.sample_hidden(&mut turn_rng(ep_seed, 0, Stream::Hidden));
+    let mut hidden = dialogym_engine::judge::hidden_for(s, ep_seed);
     let mut ended: Option<&str> = None;
     if args.seat == Seat::Persona {
         if let Some(prompt) = s.secret_prompt() {
@@ -304,9 +304,8 @@ fn run<S: Table>(
             }
         };
         transcript.push(if to_speak == Role::Agent { Message::agent(text) } else { Message::persona(text) });
-        let verdict = s.judge(&hidden, &transcript);
-        let out_of_turns = to_speak == Role::Agent && agent_turns(&transcript) >= s.max_agent_turns();
-        let done = verdict.done || out_of_turns;
+        let verdict = dialogym_engine::judge::verdict(s, &hidden, &transcript);
+        let done = verdict.done;
         rewards.push(verdict.reward);
         dones.push(done);
         success = verdict.success;

@@ -31,9 +31,8 @@ use dialogym_engine::corpus::{
 use dialogym_engine::seed::{Stream, episode_seed, mix64, turn_rng};
 use dialogym_engine::transcript::agent_turns;
 use dialogym_engine::{
-    Agent, AgentTurn, Context as SpeakerContext, Message, MixSpec, Persona, PersonaTurn, Role, Scenario, Spec,
+    Agent, AgentTurn, Context as SpeakerContext, Message, MixSpec, Persona, PersonaTurn, Scenario, Spec,
 };
-use rand::Rng as _;
 use serde_json::{Value, json};
 
 use crate::session::{Cast, WithScenario};
@@ -603,10 +602,10 @@ fn reset<S: Cast>(env: &Env<S>, body: &Value) -> Result<Value, ApiError> {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s.clone(),
         Some(v) => return Err(err(400, "bad_field", format!("`episode_id` must be a string of 1-255 bytes, not {v}"))),
     };
-    let hidden = env.scenario.sample_hidden(&mut turn_rng(seed, 0, Stream::Hidden));
-    let mut pick = turn_rng(seed, 0, Stream::Participants);
-    let _agent_draw = pick.random::<f64>();
-    let persona = env.persona_spec.pick(pick.random::<f64>());
+    // The world's draws for this seed: the remote agent takes the agent slot.
+    let hidden = dialogym_engine::judge::hidden_for(&*env.scenario, seed);
+    let weights: Vec<f64> = env.persona_spec.components.iter().map(|c| c.1).collect();
+    let persona = dialogym_engine::judge::participants_for(seed, &[1.0], &weights).1;
     let ep = Episode {
         id: id.clone(),
         index,
@@ -657,10 +656,8 @@ fn find<S: Scenario>(env: &Env<S>, id: &str) -> Result<Arc<Mutex<Episode<S::Hidd
 }
 
 fn judge_last<S: Scenario>(scenario: &S, ep: &mut Episode<S::Hidden>) -> f64 {
-    let verdict = scenario.judge(&ep.hidden, &ep.messages);
-    let out_of_turns = ep.messages.last().map(|m| m.role) == Some(Role::Agent)
-        && agent_turns(&ep.messages) >= scenario.max_agent_turns();
-    let done = verdict.done || out_of_turns;
+    let verdict = dialogym_engine::judge::verdict(scenario, &ep.hidden, &ep.messages);
+    let done = verdict.done;
     ep.rewards.push(verdict.reward);
     ep.dones.push(done);
     ep.success = verdict.success;
