@@ -223,7 +223,7 @@ fn main() -> Result<()> {
             let agent = dialogym::session::agent(&Spec::parse(&agent_spec)?, &*scenario, &context)?;
             let persona = dialogym::session::persona(&Spec::parse(&persona_spec)?, &*scenario, &context)?;
             let t = Instant::now();
-            let rows = dialogym::llm::play_episodes(
+            let rows = dialogym::engine::world::play_episodes(
                 scenario.clone(),
                 agent,
                 persona,

@@ -11,10 +11,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result};
-use dialogym_engine::MixSpec;
-use dialogym_engine::corpus::{Format, read_corpus};
+use anyhow::{Context as _, Result};
+use dialogym_agents::cast::{agent, persona};
+use dialogym_engine::corpus::{EpisodeRecord, Format, read_corpus};
+use dialogym_engine::world::play_episodes;
+use dialogym_engine::{Context, MixSpec, Role, Spec};
 use dialogym_policies::learners::Algo;
+use dialogym_policies::lm::backend::DEFAULT_EMBEDDER;
+use dialogym_policies::lm::default_model_path;
 use dialogym_policies::train::TrainConfig;
 
 use crate::eval::{AgentResult, summarize, table};
@@ -155,7 +159,7 @@ pub fn run(out: &Path, seed: u64, stop: &AtomicBool) -> Result<()> {
     println!("report: {} (open it in a browser; it needs no network)", report.display());
     println!("tables: {}", out.join("results.md").display());
 
-    crate::llm::demo_llm(seed, stop, &rows)?;
+    demo_llm(seed, stop, Some(&corpus))?;
     Ok(())
 }
 
@@ -208,4 +212,64 @@ fn summary(data: &[AgentResult], results: &[AgentResult], behaviour: &[String], 
         ));
     }
     s
+}
+
+/// A transcript as lines `agent: ...` / `persona: ...`.
+pub fn render_transcript(r: &EpisodeRecord) -> String {
+    let mut out = format!("secret: {}\n", r.hidden);
+    for m in &r.messages {
+        let who = if m.role == Role::Agent { "agent  " } else { "persona" };
+        out.push_str(&format!("  {who}: {}\n", m.content));
+    }
+    out.push_str(&format!("  -> success: {}, turns: {}, return: {}\n", r.success, r.turns, r.ret));
+    out
+}
+
+/// The LLM part of `dialogym demo`: when the small model is installed, a few episodes with
+/// an LLM persona (vs greedy EIG) and an LLM agent (vs the matching oracle), and one
+/// transcript of each. With `examples` (a corpus folder), the agent gets the few-shot prompt of
+/// `dialogym_agents::llm::fewshot` (`llm(examples=DIR)`). Prints a hint and returns when the model is missing.
+pub fn demo_llm(seed: u64, stop: &AtomicBool, examples: Option<&Path>) -> Result<()> {
+    let path = default_model_path();
+    if !path.exists() {
+        eprintln!("(LLM speakers skipped: {} is not installed; run scripts/install-model.sh)", path.display());
+        return Ok(());
+    }
+    let scenario = crate::session::entity("twenty-questions")?;
+    let context = Context::new();
+    let persona_spec = Spec::parse(&format!("llm:{}(grounding=check)", path.display()))?;
+    let llm_persona = persona(&persona_spec, &*scenario, &context)?;
+    let greedy = agent(&Spec::parse("greedy-eig")?, &*scenario, &context)?;
+    eprintln!("LLM persona ({}) vs greedy-eig: 4 episodes", persona_spec);
+    let rows = play_episodes(scenario.clone(), greedy, llm_persona, 4, seed, 4, stop)?;
+    let wins = rows.iter().filter(|r| r.success).count();
+    eprintln!("    success {wins}/{}", rows.len());
+    if let Some(r) = rows.first() {
+        println!("{}", render_transcript(r));
+    }
+    let oracle_spec = if Path::new(DEFAULT_EMBEDDER).join("model.safetensors").exists() {
+        "oracle(matcher=minilm)"
+    } else {
+        "oracle"
+    };
+    let oracle_spec = Spec::parse(oracle_spec)?;
+    let oracle = persona(&oracle_spec, &*scenario, &context)?;
+    let agent_spec = match examples {
+        None => Spec::parse(&format!("llm:{}(max_tokens=24)", path.display()))?,
+        Some(dir) => {
+            Spec::parse(&format!("llm:{}(max_tokens=24,temperature=0.3,examples={})", path.display(), dir.display()))?
+        }
+    };
+    let llm_agent = agent(&agent_spec, &*scenario, &context)?;
+    eprintln!("LLM agent ({agent_spec}) vs {oracle_spec}: 4 episodes");
+    let rows = play_episodes(scenario, llm_agent, oracle, 4, seed + 1, 4, stop)?;
+    let wins = rows.iter().filter(|r| r.success).count();
+    eprintln!("    success {wins}/{}", rows.len());
+    for (label, line) in context.report_lines() {
+        eprintln!("    {label}: {line}");
+    }
+    if let Some(r) = rows.first() {
+        println!("{}", render_transcript(r));
+    }
+    Ok(())
 }

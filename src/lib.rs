@@ -7,9 +7,8 @@ pub mod demo;
 pub mod eval;
 pub mod experiment;
 pub mod export;
-pub mod fewshot;
 pub mod generate;
-pub mod llm;
+pub mod imagine;
 pub mod play;
 pub mod report;
 pub mod serve;
@@ -20,11 +19,6 @@ pub use dialogym_agents as agents;
 pub use dialogym_engine as engine;
 pub use dialogym_policies as policies;
 pub use dialogym_scenarios as scenarios;
-
-use std::sync::atomic::AtomicBool;
-
-/// Set by the Ctrl-C handler; long runs stop at the next tick and keep what is written.
-pub static STOP: AtomicBool = AtomicBool::new(false);
 
 /// A progress bar on stderr, or a hidden one when stderr is not a terminal.
 pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {

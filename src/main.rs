@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -11,7 +11,10 @@ use dialogym::eval::{EvalArgs, eval_with_reports, metrics_table, summarize, tabl
 use dialogym::generate::{GenerateArgs, generate};
 use dialogym::policies::learners::Algo;
 use dialogym::policies::train::TrainConfig;
-use dialogym::{STOP, scenarios};
+use dialogym::scenarios;
+
+/// Set by the Ctrl-C handler; long runs stop at the next tick and keep what is written.
+static STOP: AtomicBool = AtomicBool::new(false);
 
 #[derive(Parser)]
 #[command(
@@ -516,7 +519,13 @@ fn run(cli: Cli) -> Result<()> {
             dialogym::experiment::offline_20q(&args, &STOP)?;
         }
         Command::Imagine { what: ImagineCmd::Personas { scenario, n, model, seed, out } } => {
-            let s = dialogym::llm::imagine(&dialogym::llm::ImagineArgs { scenario, n, model, seed, out: out.clone() })?;
+            let s = dialogym::imagine::imagine(&dialogym::imagine::ImagineArgs {
+                scenario,
+                n,
+                model,
+                seed,
+                out: out.clone(),
+            })?;
             eprintln!(
                 "wrote {} persona cards to {} ({} invalid outputs retried, {} missing)",
                 s.valid,
@@ -527,7 +536,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Imagine { what: ImagineCmd::Critique { corpus, model, episodes, seed, out } } => {
             let episodes = episodes.map(|n| positive("--episodes", n)).transpose()?.map(|n| n as usize);
-            let s = dialogym::llm::critique(&dialogym::llm::CritiqueArgs {
+            let s = dialogym::imagine::critique(&dialogym::imagine::CritiqueArgs {
                 corpus,
                 model,
                 episodes,

@@ -4,7 +4,7 @@
 //!
 //! Adding a scenario: its module in `scenarios/` (implementing `Scenario`, with `ABOUT` and
 //! `from_spec`) and one row in [`SCENARIOS`]; a new scenario *type* also names its speaker
-//! rows in one `impl Cast` (its scripted speakers live in `agents/`, one row each).
+//! rows in one `impl Cast` (`agents/src/cast.rs`; its speakers live in `agents/`, one row each).
 //! Adding a speaker: its row in its scenario type's table (see `docs/architecture.md`).
 
 use std::any::Any;
@@ -14,97 +14,14 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Result, anyhow, bail};
 use crossbeam_channel::Sender;
 use dialogym_engine::corpus::EpisodeRecord;
-use dialogym_engine::speaker::build_from;
 use dialogym_engine::world::{PlayConfig, Pool, Tally, play};
-use dialogym_engine::{
-    Agent, AgentRow, Context, Judgement, Message, MixSpec, Persona, PersonaRow, Scenario, SpeakerRow, Spec,
-};
+use dialogym_engine::{Agent, Context, Judgement, Message, MixSpec, Persona, Scenario, Spec};
 use dialogym_scenarios::entity::EntityScenario;
 use dialogym_scenarios::polling::Poll;
 use dialogym_scenarios::preference::Preference;
 use dialogym_scenarios::tutoring::Tutoring;
 
-/// A scenario type's speakers: its scripted (and language-model) agents and personas, as
-/// rows. Every scenario also gets the generic agents of [`generic_agents`].
-pub trait Cast: Scenario + Sized {
-    /// The scenario's own agents, in help order (the first is its main scripted one).
-    fn agents() -> Vec<AgentRow<Self>>;
-    /// Its personas (the first is its main scripted one).
-    fn personas() -> Vec<PersonaRow<Self>>;
-}
-
-impl Cast for EntityScenario {
-    fn agents() -> Vec<AgentRow<Self>> {
-        dialogym_agents::ENTITY_AGENTS.iter().chain(crate::llm::LLM_AGENTS).map(copy).collect()
-    }
-    fn personas() -> Vec<PersonaRow<Self>> {
-        crate::llm::ENTITY_PERSONAS.iter().map(copy).collect()
-    }
-}
-
-impl Cast for Poll {
-    fn agents() -> Vec<AgentRow<Self>> {
-        dialogym_agents::polling::POLL_AGENTS.iter().map(copy).collect()
-    }
-    fn personas() -> Vec<PersonaRow<Self>> {
-        dialogym_agents::polling::POLL_PERSONAS.iter().map(copy).collect()
-    }
-}
-
-impl Cast for Tutoring {
-    fn agents() -> Vec<AgentRow<Self>> {
-        dialogym_agents::TUTORING_AGENTS.iter().map(copy).collect()
-    }
-    fn personas() -> Vec<PersonaRow<Self>> {
-        dialogym_agents::TUTORING_PERSONAS.iter().map(copy).collect()
-    }
-}
-
-impl Cast for Preference {
-    fn agents() -> Vec<AgentRow<Self>> {
-        dialogym_agents::PREFERENCE_AGENTS.iter().map(copy).collect()
-    }
-    fn personas() -> Vec<PersonaRow<Self>> {
-        dialogym_agents::PREFERENCE_PERSONAS.iter().map(copy).collect()
-    }
-}
-
-/// A row by value (rows are plain data: names, texts and a builder).
-fn copy<T: ?Sized, S>(r: &SpeakerRow<T, S>) -> SpeakerRow<T, S> {
-    SpeakerRow { name: r.name, aliases: r.aliases, usage: r.usage, help: r.help, build: r.build }
-}
-
-/// Agents every scenario offers: the learned agent and the uniform baseline.
-pub fn generic_agents<S: Scenario>() -> Vec<AgentRow<S>> {
-    vec![
-        SpeakerRow {
-            name: "learned",
-            aliases: &[],
-            usage: "learned:DIR(temperature=0)",
-            help: "a checkpoint from `dialogym train` (argmax of min Q, or sampling; repeat=false never says a \
-                   candidate twice)",
-            build: |spec, _, _| Ok(Box::new(dialogym_policies::agent::LearnedAgent::from_spec(spec)?)),
-        },
-        dialogym_agents::uniform::row(),
-    ]
-}
-
-/// Every agent row of scenario type `S`.
-pub fn agent_rows<S: Cast>() -> Vec<AgentRow<S>> {
-    let mut rows = S::agents();
-    rows.extend(generic_agents());
-    rows
-}
-
-/// The agent `spec` names for `scenario`.
-pub fn agent<S: Cast>(spec: &Spec, scenario: &S, context: &Context) -> Result<Box<dyn Agent<S>>> {
-    build_from(&agent_rows::<S>(), "agent", spec, scenario, context)
-}
-
-/// The persona `spec` names for `scenario`.
-pub fn persona<S: Cast>(spec: &Spec, scenario: &S, context: &Context) -> Result<Box<dyn Persona<S>>> {
-    build_from(&S::personas(), "persona", spec, scenario, context)
-}
+pub use dialogym_agents::cast::{Cast, agent, agent_rows, generic_agents, persona};
 
 /// A loaded scenario, type-erased.
 pub trait Session: Send + Sync {

@@ -25,7 +25,7 @@ fn bad_input_gets_a_clear_error() {
     );
     fails_with(&["generate", "--agent", "genius", "--out", o], "unknown agent `genius`; valid agents: greedy-eig");
     fails_with(&["generate", "--persona", "sphinx", "--out", o], "unknown persona `sphinx`");
-    fails_with(&["generate", "--agent", "eps-greedy(eps=2)", "--out", o], "eps=2 must lie in [0, 1]");
+    fails_with(&["generate", "--agent", "eps-greedy(eps=2)", "--out", o], "parameter eps=2: must lie in [0, 1]");
     fails_with(&["generate", "--agent", "eps-greedy(epz=0.1)", "--out", o], "unknown parameter `epz`");
     fails_with(&["generate", "--episodes", "0", "--out", o], "--episodes must be at least 1");
     fails_with(&["generate", "--episodes=-3", "--out", o], "--episodes must be at least 1");

@@ -1,4 +1,4 @@
-//! The few-shot prompt of the demo's LLM questioner (`src/fewshot.rs`): built from the
+//! The few-shot prompt of the demo's LLM questioner (`agents/src/llm/fewshot.rs`): built from the
 //! quickest won games of a corpus, deterministically, listing bank questions and one game.
 
 #![allow(clippy::unwrap_used)]
@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use dialogym::agents::llm::fewshot::{EXAMPLE_QUESTIONS, few_shot_brief};
 use dialogym::engine::Spec;
 use dialogym::engine::corpus::EpisodeRecord;
-use dialogym::fewshot::{EXAMPLE_QUESTIONS, few_shot_brief};
-use dialogym::llm::play_episodes;
+use dialogym::engine::world::play_episodes;
 use dialogym::scenarios::entity::{EntityScenario, Utterance};
 
 fn corpus(scenario: &Arc<EntityScenario>, n: u64) -> Vec<EpisodeRecord> {

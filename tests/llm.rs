@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use dialogym::agents::llm::PersonaCounters;
+use dialogym::agents::llm::matcher::{DEFAULT_MATCH_THRESHOLD, MiniLmMatcher};
 use dialogym::engine::lm::{ChatMessage, ChatRequest, Sampling};
+use dialogym::engine::world::play_episodes;
 use dialogym::engine::{Context, Role, Spec};
-use dialogym::llm::{DEFAULT_EMBEDDER, DEFAULT_MATCH_THRESHOLD, MiniLmMatcher, load_model, play_episodes};
+use dialogym::policies::lm::backend::{DEFAULT_EMBEDDER, load_model};
 use dialogym::policies::lm::model::WeightFormat;
 use dialogym::policies::lm::{LocalModel, ModelOptions, gguf};
 use dialogym::scenarios::entity::EntityScenario;
@@ -164,7 +166,7 @@ fn episode_with_an_llm_persona_runs_to_the_end() {
     let s = short_game(5);
     let spec = Spec::parse(&format!("llm:{}(max_tokens=4,grounding=check)", model_path().display())).expect("spec");
     let context = Context::new();
-    let persona = dialogym::llm::build_llm_persona(&spec, &s, &context).expect("persona");
+    let persona = dialogym::agents::llm::speakers::build_llm_persona(&spec, &s, &context).expect("persona");
     let agent = dialogym::session::agent(&Spec::parse("greedy-eig").expect("spec"), &*s, &context).expect("agent");
     let rows = play_episodes(s.clone(), agent, persona, 2, 3, 2, &AtomicBool::new(false)).expect("plays");
     assert_eq!(rows.len(), 2);
@@ -187,7 +189,7 @@ fn episode_with_an_llm_agent_runs_to_the_end() {
     let s = short_game(4);
     let spec = Spec::parse(&format!("llm:{}(max_tokens=16)", model_path().display())).expect("spec");
     let context = Context::new();
-    let agent = dialogym::llm::build_llm_agent(&spec, &s, &context).expect("agent");
+    let agent = dialogym::agents::llm::speakers::build_llm_agent(&spec, &s, &context).expect("agent");
     let _ = embedder_dir();
     let oracle = dialogym::session::persona(&Spec::parse("oracle(matcher=minilm)").expect("spec"), &*s, &context)
         .expect("builds");

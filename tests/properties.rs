@@ -158,3 +158,36 @@ fn judging_random_transcripts_is_pure_and_bounded() {
         }
     }
 }
+
+/// Every speaker of every scenario reads its parameters strictly: an unknown parameter is
+/// an error that names it, for scripted and language-model speakers alike (a typo never
+/// passes silently), and an out-of-range probability is refused where a speaker takes one.
+#[test]
+fn every_speaker_refuses_unknown_parameters() {
+    for name in scenarios() {
+        let session = load(&name).unwrap();
+        let (agents, personas) = session.cast_names();
+        let none = MixSpec::parse(&personas[0]).unwrap();
+        let some_agent = MixSpec::parse(&agents[0]).unwrap();
+        let mut checked = 0;
+        for a in agents.iter().map(String::as_str).chain(["uniform", "learned:nowhere"]) {
+            let spec = dialogym::engine::Spec::parse(a).unwrap();
+            let base = spec.name.clone() + &spec.arg.map(|x| format!(":{x}")).unwrap_or_default();
+            let bad = format!("{base}(zzz=1)");
+            let err = session.prepare(&MixSpec::parse(&bad).unwrap(), &none).err().map(|e| format!("{e:#}"));
+            let err = err.unwrap_or_else(|| panic!("{name}: agent `{bad}` was accepted"));
+            assert!(err.contains("unknown parameter `zzz`"), "{name}: agent `{bad}`: {err}");
+            checked += 1;
+        }
+        for p in &personas {
+            let spec = dialogym::engine::Spec::parse(p).unwrap();
+            let base = spec.name.clone() + &spec.arg.map(|x| format!(":{x}")).unwrap_or_default();
+            let bad = format!("{base}(zzz=1)");
+            let err = session.prepare(&some_agent, &MixSpec::parse(&bad).unwrap()).err().map(|e| format!("{e:#}"));
+            let err = err.unwrap_or_else(|| panic!("{name}: persona `{bad}` was accepted"));
+            assert!(err.contains("unknown parameter `zzz`"), "{name}: persona `{bad}`: {err}");
+            checked += 1;
+        }
+        assert!(checked >= 4, "{name}: only {checked} speakers");
+    }
+}

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::run;
-use dialogym::agents::server::{ServerModel, ServerOptions, wire_seed};
 use dialogym::engine::lm::{ChatMessage, ChatRequest, LanguageModel, Sampling};
+use dialogym::policies::lm::server::{ServerModel, ServerOptions, wire_seed};
 use serde_json::{Value, json};
 
 /// What the mock answers to the `n`-th request (0-based) with this JSON body: status, body.

@@ -1,22 +1,25 @@
-//! dialogym's speakers: scripted personas and baseline agents, each one row of its
-//! scenario type's table (`ENTITY_AGENTS`, `polling::POLL_AGENTS`, ...): name, usage, help,
-//! builder.
+//! dialogym's speakers, scripted and language-model-driven, each one row of its scenario
+//! type's table (`ENTITY_AGENTS`, `polling::POLL_AGENTS`, ...; the language-model speakers
+//! one row per model backend, `llm::speakers`): name, usage, help, builder. [`cast`] gathers
+//! every scenario type's rows and builds speakers from specs. Imagination (persona cards)
+//! and critique live beside the language-model speakers.
 
 pub mod belief;
+pub mod cast;
 pub mod critique;
 pub mod llm;
 pub mod oracle;
 pub mod polling;
 pub mod preference;
 pub mod questioner;
-pub mod server;
 pub mod tutoring;
 pub mod uniform;
 
 use anyhow::{Result, bail};
-use dialogym_engine::{Agent, AgentRow, Context, Persona, PersonaRow, SpeakerRow, Spec};
+use dialogym_engine::{Agent, AgentRow, Context, PersonaRow, SpeakerRow, Spec};
 use dialogym_scenarios::entity::EntityScenario;
 
+pub use cast::{Cast, agent, persona};
 pub use preference::{PREFERENCE_AGENTS, PREFERENCE_PERSONAS};
 pub use tutoring::{TUTORING_AGENTS, TUTORING_PERSONAS};
 
@@ -26,13 +29,6 @@ fn questioner(spec: &Spec, _: &EntityScenario, _: &Context) -> Result<Box<dyn Ag
     match questioner::Questioner::from_spec(spec)? {
         Some(q) => Ok(Box::new(q)),
         None => bail!("`{spec}` is not a questioner"),
-    }
-}
-
-fn oracle(spec: &Spec, scenario: &EntityScenario, _: &Context) -> Result<Box<dyn Persona<EntityScenario>>> {
-    match oracle::Oracle::from_spec(spec, scenario)? {
-        Some(o) => Ok(Box::new(o)),
-        None => bail!("`{spec}` is not the oracle"),
     }
 }
 
@@ -61,11 +57,13 @@ pub const ENTITY_AGENTS: &[AgentRow<EntityScenario>] = &[
     questioner_row("random", "random(guess=0.1)", "random unasked questions, a random guess with probability guess"),
 ];
 
-/// The scripted personas of every entity scenario.
+/// The scripted personas of every entity scenario (the language-model ones are added per
+/// backend by `cast`).
 pub const ENTITY_PERSONAS: &[PersonaRow<EntityScenario>] = &[SpeakerRow {
     name: "oracle",
     aliases: &[],
     usage: "oracle(slip=0)",
-    help: "answers from the knowledge table; wrong with probability slip",
-    build: oracle,
+    help: "answers from the knowledge table; wrong with probability slip; matcher=minilm: free-text questions \
+           mapped onto the bank with all-MiniLM-L6-v2",
+    build: llm::speakers::build_oracle,
 }];

@@ -2,7 +2,7 @@
 //! seeded slip model for human-like errors (see `belief.rs` for the exact probabilities).
 
 use anyhow::Result;
-use dialogym_engine::{Persona, PersonaTurn, Spec};
+use dialogym_engine::{Persona, PersonaTurn, Probability, Spec};
 use dialogym_scenarios::entity::{Answer, EntityScenario, Secret, Utterance};
 
 /// Answers "Yes." / "No." / "Sometimes." from the table, open questions with the value's
@@ -19,8 +19,13 @@ impl Oracle {
         if spec.name != "oracle" {
             return Ok(None);
         }
-        spec.expect_only(&["slip"])?;
-        let slip = spec.probability("slip", scenario.rules.slip)?;
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Params {
+            #[serde(default)]
+            slip: Option<Probability>,
+        }
+        let slip = spec.params::<Params>()?.slip.map_or(scenario.rules.slip, |p| p.0);
         let mut canonical = spec.clone();
         canonical.params.insert("slip".into(), slip.to_string());
         Ok(Some(Oracle { slip, spec: canonical.to_string() }))

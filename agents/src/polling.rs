@@ -16,7 +16,7 @@ fn pollster(spec: &Spec, _: &Poll, _: &Context) -> Result<Box<dyn Agent<Poll>>> 
 }
 
 fn respondent(spec: &Spec, _: &Poll, _: &Context) -> Result<Box<dyn Persona<Poll>>> {
-    spec.expect_only(&[])?;
+    spec.no_params()?;
     Ok(Box::new(RespondentPersona { spec: "respondent".into() }))
 }
 
@@ -76,15 +76,26 @@ impl Pollster {
     pub fn from_spec(spec: &Spec) -> Result<Option<Pollster>> {
         let choice = match spec.name.as_str() {
             "random-poll" => {
-                spec.expect_only(&[])?;
+                spec.no_params()?;
                 Choice::Random
             }
             "eig-poll" => {
-                spec.expect_only(&["on"])?;
-                match spec.get("on", "targets".to_string())?.as_str() {
-                    "targets" => Choice::Eig(Objective::Targets),
-                    "class" => Choice::Eig(Objective::Class),
-                    other => bail!("`{spec}`: on must be targets or class, not `{other}`"),
+                #[derive(serde::Deserialize, Default)]
+                #[serde(rename_all = "lowercase")]
+                enum On {
+                    #[default]
+                    Targets,
+                    Class,
+                }
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Params {
+                    #[serde(default)]
+                    on: On,
+                }
+                match spec.params::<Params>()?.on {
+                    On::Targets => Choice::Eig(Objective::Targets),
+                    On::Class => Choice::Eig(Objective::Class),
                 }
             }
             _ => return Ok(None),

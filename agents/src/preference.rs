@@ -20,7 +20,8 @@ use anyhow::{Result, bail};
 use dialogym_engine::seed::{Stream, turn_rng};
 use dialogym_engine::transcript::agent_turns;
 use dialogym_engine::{
-    Agent, AgentRow, AgentTurn, Context, Message, Persona, PersonaRow, PersonaTurn, Role, Scenario, SpeakerRow, Spec,
+    Agent, AgentRow, AgentTurn, Context, Message, NonNegative, Persona, PersonaRow, PersonaTurn, Probability, Role,
+    Scenario, SpeakerRow, Spec,
 };
 use dialogym_scenarios::preference::{Move, Preference, Question, Traveller, normal_cdf, rating_probabilities};
 use rand::Rng as _;
@@ -33,9 +34,27 @@ fn travel_agent(spec: &Spec, scenario: &Preference, _: &Context) -> Result<Box<d
 }
 
 fn traveller(spec: &Spec, scenario: &Preference, _: &Context) -> Result<Box<dyn Persona<Preference>>> {
-    spec.expect_only(&["noise", "temperature"])?;
-    let (noise, temperature) = answer_model(spec, scenario)?;
+    let p: AnswerModel = spec.params()?;
+    let (noise, temperature) = p.resolve(scenario);
     Ok(Box::new(ScriptedTraveller { noise, temperature }))
+}
+
+/// The traveller's answer model as spec parameters (`noise`, `temperature`; the scenario's
+/// defaults when absent): the traveller's own, and what the Bayesian agent assumes.
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct AnswerModel {
+    noise: Option<NonNegative>,
+    temperature: Option<NonNegative>,
+}
+
+impl AnswerModel {
+    fn resolve(&self, scenario: &Preference) -> (f64, f64) {
+        (
+            self.noise.map_or(scenario.rules.rating_noise, |n| n.0),
+            self.temperature.map_or(scenario.rules.choice_temperature, |t| t.0),
+        )
+    }
 }
 
 /// Agents the preference-elicitation scenario offers.
@@ -74,15 +93,6 @@ pub const PREFERENCE_PERSONAS: &[PersonaRow<Preference>] = &[SpeakerRow {
            (alias: oracle)",
     build: traveller,
 }];
-
-fn answer_model(spec: &Spec, scenario: &Preference) -> Result<(f64, f64)> {
-    let noise: f64 = spec.get("noise", scenario.rules.rating_noise)?;
-    let temperature: f64 = spec.get("temperature", scenario.rules.choice_temperature)?;
-    if !(noise >= 0.0 && noise.is_finite() && temperature >= 0.0 && temperature.is_finite()) {
-        bail!("`{spec}`: noise and temperature must be non-negative numbers");
-    }
-    Ok((noise, temperature))
-}
 
 /// The scripted traveller.
 pub struct ScriptedTraveller {
@@ -389,29 +399,44 @@ impl TravelAgent {
     /// `bayesian(one_by_one=false,eps=0,noise=N,temperature=T)`, `popular(one_by_one=false)`,
     /// `random(ask=0.7)`.
     pub fn from_spec(spec: &Spec, scenario: &Preference) -> Result<Option<TravelAgent>> {
-        let style = match spec.name.as_str() {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct Bayesian {
+            one_by_one: bool,
+            eps: Probability,
+            min_voi: Option<NonNegative>,
+            noise: Option<NonNegative>,
+            temperature: Option<NonNegative>,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct Popular {
+            one_by_one: bool,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Random {
+            #[serde(default = "default_ask")]
+            ask: Probability,
+        }
+        fn default_ask() -> Probability {
+            Probability(0.7)
+        }
+        let (style, one_by_one, model) = match spec.name.as_str() {
             "bayesian" => {
-                spec.expect_only(&["one_by_one", "eps", "noise", "temperature", "min_voi"])?;
-                let min_voi: f64 = spec.get("min_voi", scenario.rules.question_cost)?;
-                if !(min_voi >= 0.0 && min_voi.is_finite()) {
-                    bail!("`{spec}`: min_voi must be a non-negative number");
-                }
-                TravelStyle::Bayesian { eps: spec.probability("eps", 0.0)?, min_voi }
+                let p: Bayesian = spec.params()?;
+                let min_voi = p.min_voi.map_or(scenario.rules.question_cost, |m| m.0);
+                let model = AnswerModel { noise: p.noise, temperature: p.temperature };
+                (TravelStyle::Bayesian { eps: p.eps.0, min_voi }, p.one_by_one, model)
             }
-            "popular" => {
-                spec.expect_only(&["one_by_one"])?;
-                TravelStyle::Popular
-            }
-            "random" => {
-                spec.expect_only(&["ask"])?;
-                TravelStyle::Random { ask: spec.probability("ask", 0.7)? }
-            }
+            "popular" => (TravelStyle::Popular, spec.params::<Popular>()?.one_by_one, AnswerModel::default()),
+            "random" => (TravelStyle::Random { ask: spec.params::<Random>()?.ask.0 }, false, AnswerModel::default()),
             _ => return Ok(None),
         };
-        let (noise, temperature) = answer_model(spec, scenario)?;
+        let (noise, temperature) = model.resolve(scenario);
         Ok(Some(TravelAgent {
             style,
-            one_by_one: spec.get("one_by_one", false)?,
+            one_by_one,
             noise,
             temperature,
             prior: PriorScale::estimate(scenario),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use dialogym_engine::transcript::agent_turns;
-use dialogym_engine::{Agent, AgentTurn, Spec};
+use dialogym_engine::{Agent, AgentTurn, Probability, Spec};
 use dialogym_scenarios::entity::{EntityScenario, History};
 use rand::Rng as _;
 
@@ -51,6 +51,31 @@ struct Decision {
     guess_now: bool,
 }
 
+/// The parameters of each questioner spec (`slip`: the noise it assumes of the persona).
+macro_rules! questioner_params {
+    ($($name:ident { $($field:ident: $default:expr),* }),* $(,)?) => {$(
+        #[derive(serde::Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct $name {
+            slip: Probability,
+            $($field: Probability,)*
+        }
+        impl Default for $name {
+            fn default() -> Self {
+                $name { slip: Probability(0.0), $($field: Probability($default),)* }
+            }
+        }
+    )*};
+}
+
+questioner_params! {
+    GreedyParams {},
+    EpsParams { eps: 0.3 },
+    EarlyParams { threshold: 0.05 },
+    RedundantParams { p: 0.5 },
+    RandomParams { guess: 0.1 },
+}
+
 /// A scripted agent for [`EntityScenario`].
 pub struct Questioner {
     style: Style,
@@ -65,30 +90,30 @@ impl Questioner {
     /// `early-guesser(threshold=0.05)`, `redundant(p=0.5)`, `random(guess=0.1)`; each takes
     /// `slip` (the noise it assumes, default 0).
     pub fn from_spec(spec: &Spec) -> Result<Option<Questioner>> {
-        let style = match spec.name.as_str() {
+        let (style, slip) = match spec.name.as_str() {
             "greedy-eig" => {
-                spec.expect_only(&["slip"])?;
-                Style::Greedy
+                let p: GreedyParams = spec.params()?;
+                (Style::Greedy, p.slip)
             }
             "eps-greedy" => {
-                spec.expect_only(&["slip", "eps"])?;
-                Style::EpsGreedy { eps: spec.probability("eps", 0.3)? }
+                let p: EpsParams = spec.params()?;
+                (Style::EpsGreedy { eps: p.eps.0 }, p.slip)
             }
             "early-guesser" => {
-                spec.expect_only(&["slip", "threshold"])?;
-                Style::EarlyGuesser { threshold: spec.probability("threshold", 0.05)? }
+                let p: EarlyParams = spec.params()?;
+                (Style::EarlyGuesser { threshold: p.threshold.0 }, p.slip)
             }
             "redundant" => {
-                spec.expect_only(&["slip", "p"])?;
-                Style::Redundant { p: spec.probability("p", 0.5)? }
+                let p: RedundantParams = spec.params()?;
+                (Style::Redundant { p: p.p.0 }, p.slip)
             }
             "random" => {
-                spec.expect_only(&["slip", "guess"])?;
-                Style::Random { guess: spec.probability("guess", 0.1)? }
+                let p: RandomParams = spec.params()?;
+                (Style::Random { guess: p.guess.0 }, p.slip)
             }
             _ => return Ok(None),
         };
-        let slip = spec.probability("slip", 0.0)?;
+        let slip = slip.0;
         Ok(Some(Questioner { style, slip, spec: spec.to_string(), cache: HashMap::new() }))
     }
 

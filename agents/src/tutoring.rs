@@ -14,7 +14,7 @@
 use anyhow::{Result, bail};
 use dialogym_engine::transcript::agent_turns;
 use dialogym_engine::{
-    Agent, AgentRow, AgentTurn, Context, Message, Persona, PersonaRow, PersonaTurn, Role, SpeakerRow, Spec,
+    Agent, AgentRow, AgentTurn, Context, Message, Persona, PersonaRow, PersonaTurn, Probability, Role, SpeakerRow, Spec,
 };
 use dialogym_scenarios::tutoring::{
     AHA_REPLY, EXAMPLE_REPLY, FOLLOWED_REPLY, LOST_REPLY, Outcome, Student, TutorAction, Tutoring,
@@ -29,7 +29,7 @@ fn tutor(spec: &Spec, scenario: &Tutoring, _: &Context) -> Result<Box<dyn Agent<
 }
 
 fn student(spec: &Spec, _: &Tutoring, _: &Context) -> Result<Box<dyn Persona<Tutoring>>> {
-    spec.expect_only(&[])?;
+    spec.no_params()?;
     Ok(Box::new(ScriptedStudent))
 }
 
@@ -483,22 +483,51 @@ impl Tutor {
     pub fn from_spec(spec: &Spec, scenario: &Tutoring) -> Result<Option<Tutor>> {
         let style = match spec.name.as_str() {
             "adaptive" => {
-                spec.expect_only(&["eps", "horizon"])?;
-                TutorStyle::Adaptive { eps: spec.probability("eps", 0.0)?, horizon: spec.get("horizon", 6usize)? }
+                #[derive(serde::Deserialize)]
+                #[serde(default, deny_unknown_fields)]
+                struct Params {
+                    eps: Probability,
+                    horizon: usize,
+                }
+                impl Default for Params {
+                    fn default() -> Self {
+                        Params { eps: Probability(0.0), horizon: 6 }
+                    }
+                }
+                let p: Params = spec.params()?;
+                TutorStyle::Adaptive { eps: p.eps.0, horizon: p.horizon }
             }
             "lecture" => {
-                spec.expect_only(&["level", "passes"])?;
-                let name: String = spec.get("level", "standard".to_string())?;
+                #[derive(serde::Deserialize)]
+                #[serde(default, deny_unknown_fields)]
+                struct Params {
+                    level: String,
+                    passes: usize,
+                }
+                impl Default for Params {
+                    fn default() -> Self {
+                        Params { level: "standard".into(), passes: 2 }
+                    }
+                }
+                let Params { level: name, passes } = spec.params()?;
                 let levels = &scenario.curriculum.levels;
                 let Some(level) = levels.iter().position(|l| l.name == name) else {
                     let all: Vec<&str> = levels.iter().map(|l| l.name.as_str()).collect();
                     bail!("`{spec}`: level must be one of {}", all.join(", "));
                 };
-                TutorStyle::Lecture { level, passes: spec.get("passes", 2usize)? }
+                TutorStyle::Lecture { level, passes }
             }
             "random" => {
-                spec.expect_only(&["end"])?;
-                TutorStyle::Random { end: spec.probability("end", 0.05)? }
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Params {
+                    #[serde(default = "default_end")]
+                    end: Probability,
+                }
+                fn default_end() -> Probability {
+                    Probability(0.05)
+                }
+                TutorStyle::Random { end: spec.params::<Params>()?.end.0 }
             }
             _ => return Ok(None),
         };

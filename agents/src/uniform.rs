@@ -17,7 +17,7 @@ pub fn row<S: Scenario>() -> AgentRow<S> {
         usage: "uniform",
         help: "one of the scenario's candidate utterances, uniformly at random",
         build: |spec, _, _| {
-            spec.expect_only(&[])?;
+            spec.no_params()?;
             Ok(Box::new(Uniform))
         },
     }

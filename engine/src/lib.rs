@@ -21,5 +21,5 @@ pub mod world;
 pub use context::Context;
 pub use scenario::{Judgement, Scenario};
 pub use speaker::{Agent, AgentRow, AgentTurn, Persona, PersonaRow, PersonaTurn, SpeakerRow};
-pub use spec::{MixSpec, Spec};
+pub use spec::{MixSpec, NonNegative, Probability, Spec};
 pub use transcript::{Message, Role};

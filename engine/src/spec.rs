@@ -84,7 +84,22 @@ impl Spec {
     /// `f64`, `one_by_one=true` a `bool`, `level=standard` a `String`, and a key the struct
     /// does not have is an error that names the spec and the known keys.
     pub fn params<P: serde::de::DeserializeOwned>(&self) -> Result<P> {
-        P::deserialize(params::ParamMap(&self.params)).map_err(|e| anyhow!("`{self}`: {e}"))
+        P::deserialize(params::ParamMap(&self.params)).map_err(|e| {
+            // serde's words are about fields; a spec has parameters.
+            let e = e
+                .to_string()
+                .replace("unknown field", "unknown parameter")
+                .replace("there are no fields", "it takes none");
+            anyhow!("`{self}`: {e}")
+        })
+    }
+
+    /// Fails unless the spec has no parameters (for components that take none).
+    pub fn no_params(&self) -> Result<()> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct NoParams {}
+        self.params::<NoParams>().map(|_| ())
     }
 
     /// Fails on parameters the component does not know (a typo must not pass silently).
@@ -114,7 +129,7 @@ mod params {
         type Error = Error;
 
         fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-            visitor.visit_map(MapDeserializer::new(self.0.iter().map(|(k, v)| (k.as_str(), Value(v.as_str())))))
+            visitor.visit_map(MapDeserializer::new(self.0.iter().map(|(k, v)| (k.as_str(), Value(k, v.as_str())))))
         }
 
         forward_to_deserialize_any! {
@@ -123,8 +138,8 @@ mod params {
         }
     }
 
-    /// One value: parsed as the visitor's type.
-    pub struct Value<'a>(&'a str);
+    /// One value (and its key, for messages): parsed as the visitor's type.
+    pub struct Value<'a>(&'a str, &'a str);
 
     impl<'de> IntoDeserializer<'de, Error> for Value<'_> {
         type Deserializer = Self;
@@ -136,19 +151,36 @@ mod params {
     macro_rules! parse_as {
         ($($method:ident => $visit:ident: $t:ty),* $(,)?) => {$(
             fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-                match self.0.parse::<$t>() {
-                    Ok(v) => visitor.$visit(v),
-                    Err(e) => Err(serde::de::Error::custom(format!("`{}` is not a valid {}: {e}", self.0, stringify!($t)))),
+                match self.1.parse::<$t>() {
+                    Ok(v) => visitor.$visit(v).map_err(|e| self.explain(e)),
+                    Err(e) => Err(serde::de::Error::custom(format!(
+                        "parameter {}: `{}` is not a valid {}: {e}", self.0, self.1, stringify!($t)
+                    ))),
                 }
             }
         )*};
+    }
+
+    impl Value<'_> {
+        /// A value-level error (a range check) with the parameter it is about.
+        fn explain(&self, e: Error) -> Error {
+            serde::de::Error::custom(format!("parameter {}={}: {e}", self.0, self.1))
+        }
     }
 
     impl<'de> Deserializer<'de> for Value<'_> {
         type Error = Error;
 
         fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-            visitor.visit_str(self.0)
+            visitor.visit_str(self.1).map_err(|e| self.explain(e))
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            visitor.visit_newtype_struct(self)
         }
 
         parse_as! {
@@ -170,14 +202,54 @@ mod params {
             _variants: &'static [&'static str],
             visitor: V,
         ) -> Result<V::Value, Error> {
-            visitor.visit_enum(self.0.into_deserializer())
+            visitor.visit_enum(self.1.into_deserializer())
         }
 
         forward_to_deserialize_any! {
-            i128 u128 char str string bytes byte_buf unit unit_struct newtype_struct seq tuple tuple_struct
+            i128 u128 char str string bytes byte_buf unit unit_struct seq tuple tuple_struct
             map struct identifier ignored_any
         }
     }
+}
+
+/// Number types for spec parameters that carry their range: read with [`Spec::params`], a
+/// value outside the range is an error that names the parameter and the range.
+macro_rules! bounded {
+    ($($(#[$doc:meta])* $name:ident: $ok:expr, $range:literal;)*) => {$(
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Default)]
+        pub struct $name(pub f64);
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                struct InRange;
+                impl serde::de::Visitor<'_> for InRange {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str(concat!("a number in ", $range))
+                    }
+                    fn visit_f64<E: serde::de::Error>(self, p: f64) -> std::result::Result<$name, E> {
+                        let ok: fn(f64) -> bool = $ok;
+                        if ok(p) { Ok($name(p)) } else { Err(E::custom(concat!("must lie in ", $range))) }
+                    }
+                    fn visit_u64<E: serde::de::Error>(self, p: u64) -> std::result::Result<$name, E> {
+                        self.visit_f64(p as f64)
+                    }
+                    fn visit_i64<E: serde::de::Error>(self, p: i64) -> std::result::Result<$name, E> {
+                        self.visit_f64(p as f64)
+                    }
+                }
+                d.deserialize_f64(InRange)
+            }
+        }
+    )*};
+}
+
+bounded! {
+    /// A probability: a number in [0, 1].
+    Probability: |p| (0.0..=1.0).contains(&p), "[0, 1]";
+    /// A finite number ≥ 0 (a temperature, a noise level, a cost).
+    NonNegative: |x| x >= 0.0 && x.is_finite(), "[0, inf)";
 }
 
 impl fmt::Display for Spec {
@@ -293,11 +365,33 @@ mod tests {
         let d: P = Spec::parse("x").unwrap().params().unwrap();
         assert_eq!(d, P { eps: 0.0, one_by_one: false, level: String::new(), k: None });
         let e = Spec::parse("x(epz=1)").unwrap().params::<P>().unwrap_err().to_string();
-        assert!(e.contains("x(epz=1)") && e.contains("unknown field `epz`") && e.contains("eps"), "{e}");
+        assert!(e.contains("x(epz=1)") && e.contains("unknown parameter `epz`") && e.contains("eps"), "{e}");
         let e = Spec::parse("x(eps=lots)").unwrap().params::<P>().unwrap_err().to_string();
         assert!(e.contains("`lots` is not a valid f64"), "{e}");
         let e = Spec::parse("x(k=-1)").unwrap().params::<P>().unwrap_err().to_string();
-        assert!(e.contains("`-1` is not a valid u64"), "{e}");
+        assert!(e.contains("parameter k: `-1` is not a valid u64"), "{e}");
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct Q {
+        p: Probability,
+    }
+
+    impl Default for Q {
+        fn default() -> Self {
+            Q { p: Probability(0.5) }
+        }
+    }
+
+    #[test]
+    fn probabilities_are_range_checked_and_named() {
+        assert_eq!(Spec::parse("x(p=0.25)").unwrap().params::<Q>().unwrap(), Q { p: Probability(0.25) });
+        assert_eq!(Spec::parse("x").unwrap().params::<Q>().unwrap(), Q { p: Probability(0.5) });
+        let e = Spec::parse("x(p=1.5)").unwrap().params::<Q>().unwrap_err().to_string();
+        assert!(e.contains("parameter p=1.5: must lie in [0, 1]"), "{e}");
+        let e = Spec::parse("x(p=-0.1)").unwrap().params::<Q>().unwrap_err().to_string();
+        assert!(e.contains("must lie in [0, 1]"), "{e}");
     }
 
     use super::*;

@@ -446,3 +446,22 @@ fn normalized(w: Vec<f64>) -> Vec<f64> {
     let total: f64 = w.iter().sum();
     w.into_iter().map(|x| x / total).collect()
 }
+
+/// Plays `episodes` episodes (indices `0..episodes`) of one agent against one persona and
+/// returns them in episode order: for the demo, tests and benchmarks.
+pub fn play_episodes<S: Scenario>(
+    scenario: Arc<S>,
+    agent: Box<dyn Agent<S>>,
+    persona: Box<dyn Persona<S>>,
+    episodes: u64,
+    seed: u64,
+    concurrency: usize,
+    stop: &AtomicBool,
+) -> Result<Vec<EpisodeRecord>> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let config = PlayConfig { seed, run_id: format!("llm-{seed}"), episodes: (0..episodes).collect(), concurrency };
+    play(scenario, vec![(agent, 1.0)], vec![(persona, 1.0)], &config, tx, stop, |_| {})?;
+    let mut rows: Vec<EpisodeRecord> = rx.try_iter().collect();
+    rows.sort_by_key(|r| r.episode);
+    Ok(rows)
+}

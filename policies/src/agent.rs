@@ -15,7 +15,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use candle_core::{D, Device, Tensor};
-use dialogym_engine::{Agent, AgentTurn, Scenario, Spec};
+use dialogym_engine::{Agent, AgentTurn, NonNegative, Scenario, Spec};
 use rand::Rng as _;
 
 use crate::featurize::{Featurizer, HashedNgrams, said_before};
@@ -44,15 +44,22 @@ pub struct LearnedAgent {
 impl LearnedAgent {
     /// Loads `learned:DIR(temperature=0,beta=...,repeat=true)`.
     pub fn from_spec(spec: &Spec) -> Result<LearnedAgent> {
-        spec.expect_only(&["temperature", "beta", "repeat"])?;
-        let Some(dir) = spec.arg.as_deref() else { bail!("`learned` needs a checkpoint folder: learned:PATH") };
-        let temperature: f64 = spec.get("temperature", 0.0)?;
-        if !(temperature >= 0.0 && temperature.is_finite()) {
-            bail!("`{spec}`: temperature must be ≥ 0");
+        #[derive(serde::Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct Params {
+            temperature: NonNegative,
+            beta: Option<f64>,
+            repeat: bool,
         }
-        let beta = spec.params.get("beta").map(|_| spec.get("beta", 0.0)).transpose()?;
-        let mut agent = Self::load(Path::new(dir), temperature, beta, spec.to_string())?;
-        agent.repeat = spec.get("repeat", true)?;
+        impl Default for Params {
+            fn default() -> Self {
+                Params { temperature: NonNegative(0.0), beta: None, repeat: true }
+            }
+        }
+        let p: Params = spec.params()?;
+        let Some(dir) = spec.arg.as_deref() else { bail!("`learned` needs a checkpoint folder: learned:PATH") };
+        let mut agent = Self::load(Path::new(dir), p.temperature.0, p.beta, spec.to_string())?;
+        agent.repeat = p.repeat;
         Ok(agent)
     }
 

@@ -46,10 +46,20 @@ pub fn load_file(text: &str) -> Result<EntityScenario> {
 /// a `holdout` fraction of the entities (chosen by hashing their names with the seed) is
 /// never a secret in `split=train` and the only secrets in `split=test`.
 pub fn with_split(spec: &Spec, parsed: file::ScenarioFile) -> Result<EntityScenario> {
-    spec.expect_only(&["holdout", "split", "holdout_seed"])?;
-    let holdout = spec.probability("holdout", 0.0)?;
-    let split: String = spec.get("split", "all".to_string())?;
-    let seed: u64 = spec.get("holdout_seed", 0)?;
+    #[derive(serde::Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Params {
+        holdout: dialogym_engine::Probability,
+        split: String,
+        holdout_seed: u64,
+    }
+    impl Default for Params {
+        fn default() -> Self {
+            Params { holdout: dialogym_engine::Probability(0.0), split: "all".into(), holdout_seed: 0 }
+        }
+    }
+    let Params { holdout, split, holdout_seed: seed } = spec.params()?;
+    let holdout = holdout.0;
     let n = parsed.table.entities.len();
     let mut order: Vec<usize> = (0..n).collect();
     let key = |e: usize| {

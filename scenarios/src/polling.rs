@@ -300,11 +300,16 @@ pub struct Poll {
 impl Poll {
     /// Builds `opinion-polling(budget=K)`.
     pub fn from_spec(spec: &Spec) -> Result<Poll> {
-        spec.expect_only(&["budget"])?;
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct Params {
+            budget: Option<usize>,
+        }
+        let p: Params = spec.params()?;
         let (model, mut header) = PollModel::parse(POLL_TOML)?;
         let askable: Vec<usize> = (0..model.questions.len()).filter(|&q| !model.questions[q].target).collect();
         let targets: Vec<usize> = (0..model.questions.len()).filter(|&q| model.questions[q].target).collect();
-        header.budget = spec.get("budget", header.budget)?;
+        header.budget = p.budget.unwrap_or(header.budget);
         if header.budget == 0 || header.budget > askable.len() {
             bail!("`{spec}`: budget must lie in 1..={}", askable.len());
         }

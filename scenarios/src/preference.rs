@@ -311,13 +311,21 @@ pub struct Preference {
 impl Preference {
     /// Builds `preference-elicitation(k=3,cost=0.02,max_turns=15,threshold=0.9)`.
     pub fn from_spec(spec: &Spec) -> Result<Preference> {
-        spec.expect_only(&["k", "cost", "max_turns", "threshold"])?;
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct Params {
+            k: Option<usize>,
+            cost: Option<dialogym_engine::NonNegative>,
+            max_turns: Option<usize>,
+            threshold: Option<dialogym_engine::Probability>,
+        }
+        let p: Params = spec.params()?;
         let model: TravelModel = serde_json::from_str(TRAVEL_JSON).context("embedded travel model")?;
         let mut rules = model.rules.clone();
-        rules.k = spec.get("k", rules.k)?;
-        rules.question_cost = spec.get("cost", rules.question_cost)?;
-        rules.max_turns = spec.get("max_turns", rules.max_turns)?;
-        rules.success_threshold = spec.probability("threshold", rules.success_threshold)?;
+        rules.k = p.k.unwrap_or(rules.k);
+        rules.question_cost = p.cost.map_or(rules.question_cost, |c| c.0);
+        rules.max_turns = p.max_turns.unwrap_or(rules.max_turns);
+        rules.success_threshold = p.threshold.map_or(rules.success_threshold, |t| t.0);
         if rules.k == 0 || rules.k > 10 {
             bail!("`{spec}`: k must lie in 1..=10");
         }

@@ -292,12 +292,19 @@ pub fn parse_fraction(text: &str) -> Option<(u64, u64)> {
 impl Tutoring {
     /// Builds `tutoring(max_turns=20,cost=0.01,threshold=0.8)` over the fractions curriculum.
     pub fn from_spec(spec: &Spec) -> Result<Tutoring> {
-        spec.expect_only(&["max_turns", "cost", "threshold"])?;
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct Params {
+            max_turns: Option<usize>,
+            cost: Option<dialogym_engine::NonNegative>,
+            threshold: Option<dialogym_engine::Probability>,
+        }
+        let p: Params = spec.params()?;
         let curriculum: Curriculum = serde_json::from_str(FRACTIONS_JSON).context("embedded fractions curriculum")?;
         let mut rules = curriculum.rules.clone();
-        rules.max_turns = spec.get("max_turns", rules.max_turns)?;
-        rules.turn_cost = spec.get("cost", rules.turn_cost)?;
-        rules.success_threshold = spec.probability("threshold", rules.success_threshold)?;
+        rules.max_turns = p.max_turns.unwrap_or(rules.max_turns);
+        rules.turn_cost = p.cost.map_or(rules.turn_cost, |c| c.0);
+        rules.success_threshold = p.threshold.map_or(rules.success_threshold, |t| t.0);
         if rules.max_turns == 0 {
             bail!("`{spec}`: max_turns must be at least 1");
         }

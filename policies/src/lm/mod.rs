@@ -18,11 +18,13 @@
 //! pool. Several models, or several threads calling one, take turns on that pool instead
 //! of oversubscribing the cores (which collapsed throughput 10× in `../shared/LLM-NOTES.md`).
 
+pub mod backend;
 pub mod embed;
 pub mod gguf;
 pub mod hf;
 pub mod model;
 pub mod sampling;
+pub mod server;
 pub mod template;
 pub mod tokenizer;
 

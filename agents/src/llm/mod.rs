@@ -27,6 +27,10 @@ use rand::{Rng as _, RngCore, SeedableRng};
 
 use crate::oracle::scripted_reply;
 
+pub mod fewshot;
+pub mod matcher;
+pub mod speakers;
+
 /// Maps a free-text question onto a scenario's question bank.
 pub trait QuestionMatcher: Send {
     /// The canonical spec of the matcher (`minilm(threshold=0.8)`), recorded in speaker ids.
@@ -383,6 +387,8 @@ pub struct LlmAgent {
     model: Box<dyn LanguageModel>,
     sampling: Sampling,
     spec: String,
+    /// The system prompt instead of the scenario's agent brief (the few-shot prompt).
+    system: Option<String>,
 }
 
 impl LlmAgent {
@@ -393,7 +399,14 @@ impl LlmAgent {
 
     /// An agent on `model`; `spec` is its canonical spec for the corpus.
     pub fn new(model: Box<dyn LanguageModel>, sampling: Sampling, spec: String) -> LlmAgent {
-        LlmAgent { model, sampling, spec }
+        LlmAgent { model, sampling, spec, system: None }
+    }
+
+    /// The same agent with `system` as its system prompt instead of the scenario's brief
+    /// (e.g. [`fewshot::few_shot_brief`]).
+    pub fn with_system(mut self, system: String) -> LlmAgent {
+        self.system = Some(system);
+        self
     }
 }
 
@@ -406,7 +419,12 @@ impl Agent<EntityScenario> for LlmAgent {
         let requests: Vec<ChatRequest> = turns
             .iter_mut()
             .map(|t| ChatRequest {
-                messages: chat(scenario.agent_brief(), Some(AGENT_OPENING), t.transcript, Role::Agent),
+                messages: chat(
+                    self.system.clone().unwrap_or_else(|| scenario.agent_brief()),
+                    Some(AGENT_OPENING),
+                    t.transcript,
+                    Role::Agent,
+                ),
                 sampling: Sampling { seed: t.rng.next_u64(), ..self.sampling.clone() },
             })
             .collect();

@@ -3,16 +3,14 @@
 //! and one such game in full. A 135M-parameter model copies the form of what it is shown
 //! far better than it follows instructions, so the examples carry the protocol: one short
 //! yes/no question per turn, and "Is it a NAME?" to guess.
+//!
+//! The `llm` agent uses it when given `examples=CORPUS_DIR` ([`super::LlmAgent::with_system`]).
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
-use dialogym_agents::llm::{AGENT_OPENING, first_question};
 use dialogym_engine::corpus::EpisodeRecord;
-use dialogym_engine::lm::{ChatMessage, ChatRequest, LanguageModel, Sampling};
-use dialogym_engine::{Agent, AgentTurn, Message, Role, Scenario};
+use dialogym_engine::{Role, Scenario};
 use dialogym_scenarios::entity::{EntityScenario, Utterance};
-use rand::RngCore;
 
 /// How many example questions the prompt lists.
 pub const EXAMPLE_QUESTIONS: usize = 12;
@@ -53,52 +51,4 @@ pub fn few_shot_brief(scenario: &EntityScenario, rows: &[EpisodeRecord]) -> Stri
         }
     }
     s
-}
-
-/// The questioner with the few-shot prompt.
-pub struct FewShotAgent {
-    model: Box<dyn LanguageModel>,
-    system: String,
-    sampling: Sampling,
-    id: String,
-}
-
-impl FewShotAgent {
-    /// An agent on `model` with the prompt of [`few_shot_brief`]; `id` names it in corpora.
-    pub fn new(model: Box<dyn LanguageModel>, system: String, sampling: Sampling, id: String) -> FewShotAgent {
-        FewShotAgent { model, system, sampling, id }
-    }
-}
-
-impl Agent<EntityScenario> for FewShotAgent {
-    fn id(&self) -> String {
-        self.id.clone()
-    }
-
-    fn act(&mut self, _scenario: &EntityScenario, turns: &mut [AgentTurn<'_>]) -> Result<Vec<String>> {
-        let requests: Vec<ChatRequest> = turns
-            .iter_mut()
-            .map(|t| ChatRequest {
-                messages: chat(&self.system, t.transcript),
-                sampling: Sampling { seed: t.rng.next_u64(), ..self.sampling.clone() },
-            })
-            .collect();
-        let texts = self.model.complete(&requests)?;
-        if texts.len() != turns.len() {
-            bail!("language model returned {} replies for {} requests", texts.len(), turns.len());
-        }
-        Ok(texts.iter().map(|t| first_question(t)).collect())
-    }
-}
-
-fn chat(system: &str, transcript: &[Message]) -> Vec<ChatMessage> {
-    let mut m = vec![
-        ChatMessage { role: "system".into(), content: system.into() },
-        ChatMessage { role: "user".into(), content: AGENT_OPENING.into() },
-    ];
-    for msg in transcript {
-        let role = if msg.role == Role::Agent { "assistant" } else { "user" };
-        m.push(ChatMessage { role: role.into(), content: msg.content.clone() });
-    }
-    m
 }
