@@ -10,6 +10,7 @@ pub mod export;
 pub mod fewshot;
 pub mod generate;
 pub mod llm;
+pub mod merge;
 pub mod play;
 pub mod report;
 pub mod serve;
