@@ -120,6 +120,9 @@ pub struct GenerateSummary {
     pub kept_shards: u64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// The speakers' reports, by label (server fleets: requests, retries, failures per
+    /// endpoint).
+    pub reports: Vec<(String, String)>,
 }
 
 /// Plays the run and writes the corpus; on Ctrl-C (`stop`) or an error, complete shards
@@ -193,8 +196,10 @@ pub fn generate(
         (_, Err(e)) => return Err(e.context(format!("writing the corpus in {}", args.out.display()))),
         (Err(e), Ok(w)) => {
             let complete = done.len() as u64 + w.written;
+            let reports: String =
+                session.report_lines().iter().map(|(label, line)| format!(" ({label}: {line})")).collect();
             return Err(e.context(format!(
-                "{complete} of {} shards are complete in {}; rerun the same command with --resume to finish",
+                "{complete} of {} shards are complete in {}; rerun the same command with --resume to finish{reports}",
                 manifest.shards(),
                 args.out.display()
             )));
@@ -207,5 +212,6 @@ pub fn generate(
         mean_return: if tally.finished > 0 { tally.return_sum / tally.finished as f64 } else { 0.0 },
         kept_shards: done.len() as u64,
         seconds: start.elapsed().as_secs_f64(),
+        reports: session.report_lines(),
     })
 }

@@ -25,7 +25,7 @@ use dialogym_agents::llm::{
     Grounding, ImagineStats, LlmAgent, LlmPersona, MatchCounters, MatchingOracle, PersonaCounters, QuestionMatcher,
     SAMPLING_KEYS, imagine_personas, sampling_from_spec,
 };
-use dialogym_agents::server::{ServerModel, ServerOptions};
+use dialogym_agents::server::{FleetStats, ServerModel, ServerOptions};
 use dialogym_engine::corpus::EpisodeRecord;
 use dialogym_engine::lm::LanguageModel;
 use dialogym_engine::world::{PlayConfig, Pool, play};
@@ -127,7 +127,7 @@ fn matcher_param(spec: &Spec, context: &Context) -> Result<Option<Box<dyn Questi
 }
 
 /// Parameters of a `server:URL(...)` spec besides sampling and the speaker's own.
-pub const SERVER_KEYS: &[&str] = &["model", "api_key_env", "concurrency", "retries", "timeout"];
+pub const SERVER_KEYS: &[&str] = &["model", "api_key_env", "concurrency", "retries", "timeout", "down"];
 
 /// The model behind a `server:URL(model=NAME,...)` spec.
 pub fn server_model(spec: &Spec) -> Result<ServerModel> {
@@ -142,6 +142,7 @@ pub fn server_model(spec: &Spec) -> Result<ServerModel> {
         retries: spec.get("retries", d.retries)?,
         timeout_s: spec.get("timeout", d.timeout_s)?,
         backoff_ms: d.backoff_ms,
+        down_s: spec.get("down", d.down_s)?,
     };
     if options.retries > 10 {
         bail!("`{spec}`: retries must lie in 0..=10");
@@ -157,7 +158,10 @@ fn backend(spec: &Spec, extra: &[&str], context: &Context) -> Result<Box<dyn Lan
     if spec.name == "server" {
         known.extend(SERVER_KEYS);
         spec.expect_only(&known)?;
-        Ok(Box::new(server_model(spec)?))
+        let model = server_model(spec)?;
+        // One report per fleet (its URLs): counts per endpoint, summed over its speakers.
+        let stats = context.report::<FleetStats>(&format!("server {}", model.bases().join("|")))?;
+        Ok(Box::new(model.counting_into(stats)))
     } else {
         known.push("weights");
         spec.expect_only(&known)?;

@@ -468,6 +468,9 @@ fn run(cli: Cli) -> Result<()> {
                 s.mean_return,
                 if s.kept_shards > 0 { format!(" ({} shards kept from before)", s.kept_shards) } else { String::new() }
             );
+            for (label, line) in &s.reports {
+                eprintln!("{label}: {line}");
+            }
         }
         Command::Corpus { action: CorpusCmd::Merge(args) } => {
             let s = dialogym::merge::merge(&args, &STOP)?;
