@@ -80,6 +80,7 @@ fn world(episodes: u64, formats: Vec<Format>) -> f64 {
         resume: false,
         shard_size: 10_000,
         formats,
+        shard: None,
     };
     let s = generate(&args, vec![], &AtomicBool::new(false), false).expect("generate");
     s.played as f64 / s.seconds

@@ -47,6 +47,7 @@ fn play_into(out: &Path, agent: &str, episodes: u64, seed: u64, stop: &AtomicBoo
         resume: out.join("manifest.json").exists(),
         shard_size: 10_000,
         formats: vec![Format::Jsonl, Format::Parquet],
+        shard: None,
     };
     generate(&args, vec!["dialogym".into(), "demo".into()], stop, true)?;
     Ok(())

@@ -108,6 +108,7 @@ fn corpus(out: &Path, scenario: &str, episodes: u64, seed: u64, stop: &AtomicBoo
         resume: out.join("manifest.json").exists(),
         shard_size: 10_000,
         formats: vec![Format::Jsonl, Format::Parquet],
+        shard: None,
     };
     let s = generate(&args, vec!["dialogym".into(), "experiment".into()], stop, true)?;
     if s.played > 0 {

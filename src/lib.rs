@@ -9,6 +9,7 @@ pub mod experiment;
 pub mod export;
 pub mod generate;
 pub mod imagine;
+pub mod merge;
 pub mod play;
 pub mod report;
 pub mod serve;

@@ -108,6 +108,16 @@ enum Command {
         /// Files per shard: jsonl, parquet, or both (comma-separated).
         #[arg(long, default_value = "jsonl,parquet")]
         format: String,
+        /// Play only part I of N of the run (shards k with k % N == I), for job arrays;
+        /// `auto/N` reads I from SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or RANK. Join
+        /// the parts with `corpus merge` (docs/scale-out.md).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<dialogym::generate::ShardSpec>,
+    },
+    /// Work on corpus folders: merge the parts of a sharded run.
+    Corpus {
+        #[command(subcommand)]
+        action: CorpusCmd,
     },
     /// Convert a corpus for other trainers: TRL (JSONL/Parquet), LMRL-Gym, trlx ILQL (docs/pipelines.md).
     Export(dialogym::export::ExportArgs),
@@ -347,6 +357,14 @@ enum ExperimentCmd {
 }
 
 #[derive(Subcommand)]
+enum CorpusCmd {
+    /// Join the parts written by `generate --shard I/N` into one corpus, checked (one
+    /// run, every episode once, rows and checksums) and byte-identical to a one-process
+    /// run; its Parquet also in the Hugging Face datasets layout (data/, README.md).
+    Merge(dialogym::merge::MergeArgs),
+}
+
+#[derive(Subcommand)]
 enum ScenariosCmd {
     /// The built-in scenarios.
     List,
@@ -427,6 +445,7 @@ fn run(cli: Cli) -> Result<()> {
             resume,
             shard_size,
             format,
+            shard,
         } => {
             let args = GenerateArgs {
                 scenario,
@@ -439,6 +458,7 @@ fn run(cli: Cli) -> Result<()> {
                 resume,
                 shard_size: positive("--shard-size", shard_size)?,
                 formats: formats(&format)?,
+                shard,
             };
             let s = generate(&args, command_line(), &STOP, true)?;
             eprintln!(
@@ -450,6 +470,22 @@ fn run(cli: Cli) -> Result<()> {
                 100.0 * s.successes as f64 / s.played.max(1) as f64,
                 s.mean_return,
                 if s.kept_shards > 0 { format!(" ({} shards kept from before)", s.kept_shards) } else { String::new() }
+            );
+            for (label, line) in &s.reports {
+                eprintln!("{label}: {line}");
+            }
+        }
+        Command::Corpus { action: CorpusCmd::Merge(args) } => {
+            let s = dialogym::merge::merge(&args, &STOP)?;
+            eprintln!(
+                "merged {} parts into {}: {} episodes, {} shards, {} files ({:.1} MB) in {:.2}s",
+                s.parts,
+                args.out.display(),
+                s.episodes,
+                s.shards,
+                s.files,
+                s.bytes as f64 / 1e6,
+                s.seconds
             );
         }
         Command::Eval { scenario, agents, persona, episodes, seed, concurrency, corpus, json } => {

@@ -26,6 +26,7 @@ fn args(out: &Path, concurrency: usize) -> GenerateArgs {
         resume: false,
         shard_size: 256,
         formats: vec![Format::Jsonl, Format::Parquet],
+        shard: None,
     }
 }
 

@@ -46,6 +46,7 @@ fn corpora(root: &Path, formats: Vec<Format>) -> Vec<PathBuf> {
                 resume: false,
                 shard_size: 12,
                 formats: formats.clone(),
+                shard: None,
             };
             generate(&args, vec![], &AtomicBool::new(false), false).unwrap();
             out

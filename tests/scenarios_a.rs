@@ -30,6 +30,7 @@ fn corpus(dir: &Path, scenario: &str, agent: &str, persona: &str, episodes: u64)
         resume: false,
         shard_size: 10_000,
         formats: vec![Format::Jsonl],
+        shard: None,
     };
     generate(&args, vec![], &AtomicBool::new(false), false).unwrap();
     read_corpus(dir).unwrap().1
@@ -209,6 +210,7 @@ fn same_seed_same_corpus_bytes_whatever_the_concurrency() {
             resume: false,
             shard_size: 64,
             formats: vec![Format::Jsonl, Format::Parquet],
+            shard: None,
         };
         let stop = AtomicBool::new(false);
         generate(&args(dir("a"), 1, 7), vec![], &stop, false).unwrap();

@@ -124,6 +124,30 @@ pub struct Manifest {
     pub formats: Vec<Format>,
     /// Everything else that determines the content (scenario, agents, personas).
     pub config: serde_json::Value,
+    /// Set when this folder is one part of a run split over several jobs
+    /// (`generate --shard I/N`): it holds only the shards [`ShardOf::owns`]. Absent in a
+    /// whole corpus, so a part and a whole share the run id and the rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardOf>,
+}
+
+/// Part `index` of `count` of a run split over independent jobs: the part holds the
+/// corpus shards `k` with `k % count == index` (round-robin, so parts differ by at most
+/// one shard), each byte-identical to the same shard of a one-process run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardOf {
+    /// This part, in `0..count`.
+    pub index: u64,
+    /// Number of parts.
+    pub count: u64,
+}
+
+impl ShardOf {
+    /// Whether corpus shard `k` belongs to this part.
+    pub fn owns(&self, k: u64) -> bool {
+        k % self.count == self.index
+    }
 }
 
 impl Manifest {
@@ -146,6 +170,7 @@ impl Manifest {
             shard_size,
             formats,
             config,
+            shard: None,
         };
         let key = serde_json::json!([m.seed, m.episodes, m.shard_size, m.formats, m.config]).to_string();
         m.run_id = format!("{:016x}", crate::util::fnv1a(key.as_bytes()));
@@ -155,6 +180,12 @@ impl Manifest {
     /// Number of shards.
     pub fn shards(&self) -> u64 {
         self.episodes.div_ceil(self.shard_size)
+    }
+
+    /// Whether this folder is meant to hold corpus shard `k` (every shard, unless the
+    /// manifest names a part).
+    pub fn owns(&self, k: u64) -> bool {
+        self.shard.is_none_or(|p| p.owns(k))
     }
 
     /// Episode indices of shard `k`.
@@ -228,7 +259,7 @@ pub fn prepare(dir: &Path, manifest: &Manifest, resume: bool) -> Result<(BTreeSe
                 manifest.run_id
             );
         }
-        for k in 0..manifest.shards() {
+        for k in (0..manifest.shards()).filter(|&k| manifest.owns(k)) {
             if shard_is_complete(dir, manifest, k)? {
                 done.insert(k);
             }
@@ -247,13 +278,16 @@ pub fn prepare(dir: &Path, manifest: &Manifest, resume: bool) -> Result<(BTreeSe
             fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
         }
     }
-    let todo = (0..manifest.shards()).filter(|k| !done.contains(k)).flat_map(|k| manifest.shard_range(k)).collect();
+    let todo = (0..manifest.shards())
+        .filter(|k| manifest.owns(*k) && !done.contains(k))
+        .flat_map(|k| manifest.shard_range(k))
+        .collect();
     Ok((done, todo))
 }
 
 /// A shard counts as complete when every format's file exists; its JSONL must then hold
 /// exactly the shard's rows, else the state is corrupt and we say which file.
-fn shard_is_complete(dir: &Path, manifest: &Manifest, k: u64) -> Result<bool> {
+pub fn shard_is_complete(dir: &Path, manifest: &Manifest, k: u64) -> Result<bool> {
     for &f in &manifest.formats {
         if !dir.join(shard_name(k, f)).exists() {
             return Ok(false);
@@ -447,6 +481,14 @@ pub fn write_parquet(w: &mut (impl Write + Send), rows: &[EpisodeRecord]) -> Res
 /// Reads every episode of a corpus folder (JSONL shards, in order).
 pub fn read_corpus(dir: &Path) -> Result<(Manifest, Vec<EpisodeRecord>)> {
     let manifest = Manifest::load(dir)?;
+    if let Some(p) = manifest.shard {
+        bail!(
+            "{}: this is part {}/{} of a sharded run; merge the parts first with `dialogym corpus merge OUT PART...`",
+            dir.display(),
+            p.index,
+            p.count
+        );
+    }
     if !manifest.formats.contains(&Format::Jsonl) {
         bail!("{}: this corpus has no JSONL shards (formats {:?})", dir.display(), manifest.formats);
     }

@@ -16,7 +16,7 @@ use dialogym_engine::{Context, Spec};
 
 use super::embed::Embedder;
 use super::model::WeightFormat;
-use super::server::{ServerModel, ServerOptions};
+use super::server::{FleetStats, ServerModel, ServerOptions};
 use super::{LocalModel, ModelOptions, default_model_path};
 
 /// Where `scripts/install-model.sh` puts all-MiniLM-L6-v2.
@@ -51,8 +51,13 @@ pub const BACKENDS: &[BackendRow] = &[
         name: "server",
         usage: "server:URL(model=NAME,concurrency=8,retries=2,timeout=120,api_key_env=VAR)",
         help: "any OpenAI-compatible server (llama-server, vLLM, Ollama) at http://HOST:PORT/v1",
-        keys: &["model", "api_key_env", "concurrency", "retries", "timeout"],
-        build: |spec, _| Ok(Box::new(server(spec)?)),
+        keys: &["model", "api_key_env", "concurrency", "retries", "timeout", "down"],
+        build: |spec, context| {
+            let model = server(spec)?;
+            // One report per fleet (its URLs): counts per endpoint, summed over its speakers.
+            let stats = context.report::<FleetStats>(&format!("server {}", model.bases().join("|")))?;
+            Ok(Box::new(model.counting_into(stats)))
+        },
     },
 ];
 
@@ -125,6 +130,7 @@ pub fn server(spec: &Spec) -> Result<ServerModel> {
         retries: spec.get("retries", d.retries)?,
         timeout_s: spec.get("timeout", d.timeout_s)?,
         backoff_ms: d.backoff_ms,
+        down_s: spec.get("down", d.down_s)?,
     };
     if options.retries > 10 {
         bail!("`{spec}`: retries must lie in 0..=10");

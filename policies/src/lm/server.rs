@@ -7,14 +7,21 @@
 //! an error that names the server. Every request carries the turn's seed; whether the
 //! server honours it is up to the server.
 //!
+//! A fleet: `server:URL1|URL2|...(model=NAME)` names several endpoints serving the same
+//! model. Each request goes to the endpoint with the fewest requests outstanding (ties:
+//! the first); an endpoint whose try fails (connection error, timeout, 429, 5xx) is marked
+//! down for `down_s` seconds and the retry goes to another one. Per-endpoint requests,
+//! retries and failures are counted in a [`FleetStats`] report.
+//!
 //! Plain HTTP only: this build has no TLS (see `docs/llm.md`), so `https://` URLs are
 //! refused with an error that says so.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
+use dialogym_engine::context::Report;
 use dialogym_engine::lm::{ChatRequest, LanguageModel};
 use serde_json::{Value, json};
 
@@ -37,6 +44,8 @@ pub struct ServerOptions {
     pub timeout_s: f64,
     /// Milliseconds before the first retry; each further retry waits twice as long.
     pub backoff_ms: u64,
+    /// Seconds a failed endpoint of a fleet is left out of the routing.
+    pub down_s: f64,
 }
 
 impl Default for ServerOptions {
@@ -48,23 +57,84 @@ impl Default for ServerOptions {
             retries: 2,
             timeout_s: 120.0,
             backoff_ms: 250,
+            down_s: 10.0,
         }
     }
 }
 
-/// A chat model behind an OpenAI-compatible server.
+/// Requests, retries and failures of one endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointCounts {
+    /// The endpoint's base URL.
+    pub base: String,
+    /// Tries sent to it (first tries and retries).
+    pub requests: u64,
+    /// Of which retries of a request that failed (here or elsewhere).
+    pub retries: u64,
+    /// Tries that failed.
+    pub failures: u64,
+}
+
+/// Per-endpoint counters of the fleets of a run, reported after it (keyed by base URL,
+/// so speakers sharing an endpoint add up).
+#[derive(Default)]
+pub struct FleetStats {
+    counts: Mutex<Vec<EndpointCounts>>,
+}
+
+impl FleetStats {
+    fn add(&self, base: &str, f: impl FnOnce(&mut EndpointCounts)) {
+        if let Ok(mut all) = self.counts.lock() {
+            let i = match all.iter().position(|c| c.base == base) {
+                Some(i) => i,
+                None => {
+                    all.push(EndpointCounts { base: base.to_string(), ..EndpointCounts::default() });
+                    all.len() - 1
+                }
+            };
+            f(&mut all[i]);
+        }
+    }
+
+    /// The counters, one per endpoint, in the order endpoints were first used.
+    pub fn counts(&self) -> Vec<EndpointCounts> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+impl Report for FleetStats {
+    fn line(&self) -> String {
+        let parts: Vec<String> = self
+            .counts()
+            .iter()
+            .map(|c| format!("{}: {} requests, {} retries, {} failures", c.base, c.requests, c.retries, c.failures))
+            .collect();
+        if parts.is_empty() { "no requests".to_string() } else { parts.join("; ") }
+    }
+}
+
+/// Routing state of a fleet: requests outstanding and down-until per endpoint.
+#[derive(Default)]
+struct Routing {
+    outstanding: Vec<usize>,
+    down_until: Vec<Option<Instant>>,
+}
+
+/// A chat model behind an OpenAI-compatible server, or a fleet of them.
 #[derive(Clone)]
 pub struct ServerModel {
-    base: String,
+    bases: Vec<String>,
     options: ServerOptions,
     api_key: Option<String>,
     agent: ureq::Agent,
+    routing: Arc<Mutex<Routing>>,
+    stats: Arc<FleetStats>,
 }
 
 impl std::fmt::Debug for ServerModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key.
-        f.debug_struct("ServerModel").field("base", &self.base).field("options", &self.options).finish()
+        f.debug_struct("ServerModel").field("bases", &self.bases).field("options", &self.options).finish()
     }
 }
 
@@ -78,32 +148,36 @@ struct Failure {
 
 impl ServerModel {
     /// A model at `base` (e.g. `http://127.0.0.1:8080/v1`; requests go to
-    /// `{base}/chat/completions`).
+    /// `{base}/chat/completions`), or at several endpoints, `URL1|URL2|...`.
     pub fn new(base: &str, options: ServerOptions) -> Result<ServerModel> {
-        let base = base.trim().trim_end_matches('/').to_string();
-        if base.starts_with("https://") {
-            bail!(
-                "`{base}`: https:// needs TLS, which this build of dialogym leaves out; use an http:// URL \
-                 (a local server, or a plain-HTTP proxy in front of the remote one)"
-            );
+        let bases: Vec<String> = base.split('|').map(|b| b.trim().trim_end_matches('/').to_string()).collect();
+        for (i, b) in bases.iter().enumerate() {
+            if b.is_empty() {
+                bail!("`{base}`: endpoint {} of the fleet is empty (separate URLs with |)", i + 1);
+            }
+            check_base(b)?;
+            if bases[..i].contains(b) {
+                bail!("`{base}`: endpoint {b} is named twice");
+            }
         }
-        if !base.starts_with("http://") || base.len() <= "http://".len() {
-            bail!("`{base}`: the server URL must start with http:// (e.g. http://127.0.0.1:8080/v1)");
-        }
+        let first = &bases[0];
         if options.model.trim().is_empty() {
-            bail!("server `{base}`: name the model (model=NAME), as the server knows it");
+            bail!("server `{first}`: name the model (model=NAME), as the server knows it");
         }
         if options.concurrency == 0 {
-            bail!("server `{base}`: concurrency must be at least 1");
+            bail!("server `{first}`: concurrency must be at least 1");
         }
         if !(options.timeout_s > 0.0 && options.timeout_s.is_finite() && options.timeout_s <= 86_400.0) {
-            bail!("server `{base}`: timeout must be a positive number of seconds (at most a day)");
+            bail!("server `{first}`: timeout must be a positive number of seconds (at most a day)");
+        }
+        if !(options.down_s >= 0.0 && options.down_s.is_finite() && options.down_s <= 3600.0) {
+            bail!("server `{first}`: down must be a number of seconds in [0, 3600]");
         }
         let api_key = match &options.api_key_env {
             None => None,
             Some(var) => match std::env::var(var) {
                 Ok(k) if !k.trim().is_empty() => Some(k.trim().to_string()),
-                _ => bail!("server `{base}`: api_key_env={var}, but the environment variable {var} is not set"),
+                _ => bail!("server `{first}`: api_key_env={var}, but the environment variable {var} is not set"),
             },
         };
         let timeout = Duration::from_secs_f64(options.timeout_s);
@@ -116,19 +190,96 @@ impl ServerModel {
             .max_idle_connections_per_host(options.concurrency)
             .user_agent(concat!("dialogym/", env!("CARGO_PKG_VERSION")))
             .build();
-        Ok(ServerModel { base, options, api_key, agent: config.new_agent() })
+        let n = bases.len();
+        let routing = Routing { outstanding: vec![0; n], down_until: vec![None; n] };
+        Ok(ServerModel {
+            bases,
+            options,
+            api_key,
+            agent: config.new_agent(),
+            routing: Arc::new(Mutex::new(routing)),
+            stats: Arc::new(FleetStats::default()),
+        })
     }
 
-    /// The base URL, without a trailing `/`.
+    /// Counts this model's requests into `stats` (a run's report) instead of its own.
+    pub fn counting_into(mut self, stats: Arc<FleetStats>) -> ServerModel {
+        self.stats = stats;
+        self
+    }
+
+    /// The counters this model adds to.
+    pub fn stats(&self) -> Arc<FleetStats> {
+        self.stats.clone()
+    }
+
+    /// The endpoint for the next try: among those not marked down (and not `avoid`, the
+    /// one that just failed, while another is up), the one with the fewest outstanding
+    /// requests; its count is raised (lower it with [`Self::release`]).
+    fn acquire(&self, avoid: Option<usize>) -> usize {
+        let Ok(mut r) = self.routing.lock() else { return 0 };
+        let now = Instant::now();
+        let n = self.bases.len();
+        let up = |i: usize, r: &Routing| r.down_until[i].is_none_or(|t| t <= now);
+        let pick =
+            |ok: &dyn Fn(usize) -> bool, r: &Routing| (0..n).filter(|&i| ok(i)).min_by_key(|&i| r.outstanding[i]);
+        let i = pick(&|i| up(i, &r) && Some(i) != avoid, &r)
+            .or_else(|| pick(&|i| up(i, &r), &r))
+            // All down: the one that comes back first.
+            .or_else(|| (0..n).min_by_key(|&i| r.down_until[i]))
+            .unwrap_or(0);
+        r.outstanding[i] += 1;
+        i
+    }
+
+    fn release(&self, i: usize, failed: bool) {
+        if let Ok(mut r) = self.routing.lock() {
+            r.outstanding[i] = r.outstanding[i].saturating_sub(1);
+            if failed && self.bases.len() > 1 {
+                r.down_until[i] = Some(Instant::now() + Duration::from_secs_f64(self.options.down_s));
+            }
+        }
+    }
+
+    /// Whether an endpoint other than `i` is up now.
+    fn other_up(&self, i: usize) -> bool {
+        let now = Instant::now();
+        self.routing
+            .lock()
+            .map(|r| (0..self.bases.len()).any(|j| j != i && r.down_until[j].is_none_or(|t| t <= now)))
+            .unwrap_or(false)
+    }
+
+    /// The first endpoint's base URL, without a trailing `/`.
     pub fn base(&self) -> &str {
-        &self.base
+        &self.bases[0]
     }
 
-    /// The endpoint every request goes to.
+    /// Every endpoint's base URL.
+    pub fn bases(&self) -> &[String] {
+        &self.bases
+    }
+
+    /// The first endpoint every request goes to (of a fleet: the first).
     pub fn endpoint(&self) -> String {
-        format!("{}/chat/completions", self.base)
+        format!("{}/chat/completions", self.bases[0])
     }
+}
 
+fn check_base(base: &str) -> Result<()> {
+    if base.starts_with("https://") {
+        bail!(
+            "`{base}`: https:// needs TLS, which this build of dialogym leaves out; use an http:// URL \
+                 (a local server, or a plain-HTTP proxy in front of the remote one)"
+        );
+    }
+    if !base.starts_with("http://") || base.len() <= "http://".len() {
+        bail!("`{base}`: the server URL must start with http:// (e.g. http://127.0.0.1:8080/v1)");
+    }
+    Ok(())
+}
+
+impl ServerModel {
     /// The JSON body of one request (OpenAI chat-completions schema).
     pub fn request_body(&self, request: &ChatRequest) -> Value {
         let s = &request.sampling;
@@ -156,17 +307,33 @@ impl ServerModel {
     fn complete_one(&self, request: &ChatRequest) -> Result<String> {
         let body = self.request_body(request).to_string();
         let mut tries = 0;
+        let mut last = None;
         loop {
             tries += 1;
-            match self.try_once(&body) {
+            let i = self.acquire(last);
+            let base = &self.bases[i];
+            self.stats.add(base, |c| {
+                c.requests += 1;
+                c.retries += u64::from(tries > 1);
+            });
+            let result = self.try_once(i, &body);
+            self.release(i, result.is_err());
+            if result.is_err() {
+                self.stats.add(base, |c| c.failures += 1);
+            }
+            match result {
                 Ok(text) => return Ok(cut_at_stop(text, &request.sampling.stop)),
                 Err(f) if f.retry && tries <= self.options.retries => {
-                    let backoff = self.options.backoff_ms.saturating_mul(1 << (tries - 1).min(16));
-                    let wait = match f.wait_s {
-                        Some(s) => Duration::from_secs(s.min(30)),
-                        None => Duration::from_millis(backoff),
-                    };
-                    std::thread::sleep(wait);
+                    last = Some(i);
+                    // Another endpoint is up: retry there at once; else back off.
+                    if !self.other_up(i) {
+                        let backoff = self.options.backoff_ms.saturating_mul(1 << (tries - 1).min(16));
+                        let wait = match f.wait_s {
+                            Some(s) => Duration::from_secs(s.min(30)),
+                            None => Duration::from_millis(backoff),
+                        };
+                        std::thread::sleep(wait);
+                    }
                 }
                 Err(f) => {
                     let after = if tries > 1 { format!(" (after {tries} tries)") } else { String::new() };
@@ -183,15 +350,16 @@ impl ServerModel {
         Failure { retry, message: format!("{what}: {cause}"), wait_s: None }
     }
 
-    fn try_once(&self, body: &str) -> std::result::Result<String, Failure> {
-        let url = self.endpoint();
+    fn try_once(&self, i: usize, body: &str) -> std::result::Result<String, Failure> {
+        let base = &self.bases[i];
+        let url = format!("{base}/chat/completions");
         let mut req = self.agent.post(&url).header("Content-Type", "application/json");
         if let Some(key) = &self.api_key {
             req = req.header("Authorization", format!("Bearer {key}"));
         }
         let mut response = match req.send(body) {
             Ok(r) => r,
-            Err(e) => return Err(self.transport_failure(&e, format!("cannot reach the LLM server at {}", self.base))),
+            Err(e) => return Err(self.transport_failure(&e, format!("cannot reach the LLM server at {base}"))),
         };
         let status = response.status().as_u16();
         let wait_s = response
@@ -202,7 +370,7 @@ impl ServerModel {
         let text = match response.body_mut().with_config().limit(16 << 20).read_to_string() {
             Ok(t) => t,
             Err(e) => {
-                return Err(self.transport_failure(&e, format!("the LLM server at {} broke off its answer", self.base)));
+                return Err(self.transport_failure(&e, format!("the LLM server at {base} broke off its answer")));
             }
         };
         if !(200..300).contains(&status) {
@@ -296,7 +464,7 @@ fn cut_at_stop(mut text: String, stop: &[String]) -> String {
 
 impl LanguageModel for ServerModel {
     fn id(&self) -> String {
-        format!("server:{}#{}", self.base, self.options.model)
+        format!("server:{}#{}", self.bases.join("|"), self.options.model)
     }
 
     fn complete(&mut self, batch: &[ChatRequest]) -> Result<Vec<String>> {
@@ -340,7 +508,7 @@ impl LanguageModel for ServerModel {
             return Err(e);
         }
         if out.len() != n {
-            bail!("the LLM server at {}: {} of {n} requests got no answer", self.base, n - out.len());
+            bail!("the LLM server at {}: {} of {n} requests got no answer", self.bases.join("|"), n - out.len());
         }
         Ok(out)
     }
