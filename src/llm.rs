@@ -4,7 +4,7 @@
 //!
 //! Specs:
 //!
-//! - agent `llm[:MODEL.gguf][(temperature=0.7,top_p=0.9,top_k=0,max_tokens=32,weights=q8_0)]`
+//! - agent `llm[:MODEL.gguf][(temperature=0.7,top_p=0.9,top_k=0,max_tokens=32,weights=auto)]`
 //! - persona `llm[:MODEL.gguf][(grounding=check|correct,matcher=minilm|none,threshold=T,...)]`
 //! - agent or persona `server:URL(model=NAME[,api_key_env=VAR,concurrency=8,retries=2,timeout=120,...])`:
 //!   the same speakers on any OpenAI-compatible server (`docs/llm.md`)
@@ -103,7 +103,7 @@ impl QuestionMatcher for MiniLmMatcher {
 }
 
 fn weights_param(spec: &Spec) -> Result<WeightFormat> {
-    let name = spec.get("weights", "q8_0".to_string())?;
+    let name = spec.get("weights", "auto".to_string())?;
     WeightFormat::from_name(&name).ok_or_else(|| {
         let names: Vec<&str> = WeightFormat::ALL.iter().map(|f| f.name()).collect();
         anyhow!("`{spec}`: weights must be one of {}, not `{name}`", names.join(", "))
@@ -295,7 +295,7 @@ fn model_arg(model: &Path, context: &Context) -> Result<Box<dyn LanguageModel>> 
             spec.expect_only(SERVER_KEYS)?;
             Ok(Box::new(server_model(&spec)?))
         }
-        None => Ok(Box::new(load_model(context, model, WeightFormat::Q8_0)?)),
+        None => Ok(Box::new(load_model(context, model, WeightFormat::Auto)?)),
     }
 }
 
@@ -424,7 +424,7 @@ pub fn demo_llm(seed: u64, stop: &AtomicBool, examples: &[EpisodeRecord]) -> Res
             max_tokens: 24,
             ..dialogym_agents::llm::LlmAgent::default_sampling()
         };
-        let model = Box::new(load_model(&context, &path, WeightFormat::Q8_0)?);
+        let model = Box::new(load_model(&context, &path, WeightFormat::Auto)?);
         Box::new(crate::fewshot::FewShotAgent::new(model, system, sampling, format!("{agent_spec} (few-shot)")))
     };
     eprintln!("LLM agent ({agent_spec}) vs {oracle_spec}: 4 episodes");
