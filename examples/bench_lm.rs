@@ -2,16 +2,21 @@
 //!
 //! ```text
 //! cargo run --release --example bench_lm -- [--model PATH] [--sections load,single,batch,complete,episodes]
-//!     [--repeats 3] [--gen 128] [--episodes 8] [--formats q4_1,q8_0]
+//!     [--repeats 3] [--gen 128] [--episodes 8] [--formats auto,q8_0,as-shipped]
 //! ```
 //!
-//! - `load`: seconds to load the GGUF as shipped and with Q4_1 → Q8_0 re-quantization.
+//! Prints the CPU (model name, SIMD features) and the kernel family the matmuls run on:
+//! the best this CPU has, or the one `DIALOGYM_KERNELS=avx512|avx2|scalar` forces (so the
+//! AVX2 path can be measured on an AVX-512 machine).
+//!
+//! - `load`: seconds to load the GGUF in each of `--formats`.
 //! - `single`: one stream, the prompt of `tests/fixtures/bench_prompt.txt` (the same text
 //!   `scripts/bench_llm_reference.py` gives llama.cpp and PyTorch): prompt tokens/s (one
 //!   forward over the whole prompt) and greedy generation tokens/s (`--gen` tokens, one per
-//!   forward, end tokens ignored), for Q4_1 as shipped and Q8_0. Medians of `--repeats`.
+//!   forward, end tokens ignored), for each of `--formats`. Medians of `--repeats`.
 //! - `batch`: N = 1, 4, 16, 64 live conversations (distinct prompts): aggregate generation
-//!   tokens/s of 64 decode steps with one row per conversation, prompts prefilled first.
+//!   tokens/s of 64 decode steps with one row per conversation, prompts prefilled first
+//!   (the first of `--formats`).
 //! - `complete`: the same N through `LanguageModel::complete` (sampling, stop handling,
 //!   prefix cache, prompt processing included): generated tokens / wall seconds.
 //! - `episodes`: LLM-driven 20 Questions episodes per minute, end to end through the ECS
@@ -52,7 +57,7 @@ fn args() -> Result<Args> {
         repeats: 3,
         generate: 128,
         episodes: 8,
-        formats: vec!["q4_1".into(), "q8_0".into()],
+        formats: vec!["auto".into(), "q8_0".into()],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -157,21 +162,31 @@ fn main() -> Result<()> {
     let threads = std::env::var("CANDLE_NUM_THREADS")
         .or_else(|_| std::env::var("RAYON_NUM_THREADS"))
         .unwrap_or_else(|_| "default (physical cores)".into());
-    println!("model {} | candle threads: {threads}", a.model.display());
+    let formats: Vec<WeightFormat> = a
+        .formats
+        .iter()
+        .map(|f| WeightFormat::from_name(f).with_context(|| format!("unknown format {f} (auto, q8_0, as-shipped, f32)")))
+        .collect::<Result<_>>()?;
+    let kernels = dialogym::policies::lm::quant::Kernels::from_env()?;
+    println!(
+        "model {} | cpu {} | kernels {} | candle threads: {threads}",
+        a.model.display(),
+        dialogym::policies::lm::quant::cpu_description(),
+        kernels.name()
+    );
     let prompt_text = std::fs::read_to_string("tests/fixtures/bench_prompt.txt")
         .context("tests/fixtures/bench_prompt.txt (run from the repository root)")?;
     let want = |s: &str| a.sections.iter().any(|x| x == s);
     if want("load") {
-        for (name, f) in [("Q4_1 as shipped", WeightFormat::AsShipped), ("Q8_0 (re-quantized)", WeightFormat::Q8_0)] {
+        for &f in &formats {
+            let name = f.name();
             let secs: Vec<f64> = (0..a.repeats).map(|_| load(&a.model, f).map(|x| x.1)).collect::<Result<_>>()?;
             println!("load {name}: {:.2} s (median of {})", median(secs), a.repeats);
         }
     }
     if want("single") {
-        for (name, f) in [("Q4_1 as shipped", WeightFormat::AsShipped), ("Q8_0 (re-quantized)", WeightFormat::Q8_0)] {
-            if !a.formats.iter().any(|x| name.to_lowercase().starts_with(x.as_str())) {
-                continue;
-            }
+        for &f in &formats {
+            let name = f.name();
             let (m, _) = load(&a.model, f)?;
             let prompt = m.tokenizer().encode(&prompt_text)?;
             let _ = single(&m, &prompt[..8], 4)?; // warm-up: thread pool, page faults
@@ -189,7 +204,8 @@ fn main() -> Result<()> {
         }
     }
     if want("batch") || want("complete") {
-        let (mut m, _) = load(&a.model, WeightFormat::Q8_0)?;
+        let (mut m, _) = load(&a.model, formats[0])?;
+        println!("batch/complete weights: {}", formats[0].name());
         for n in [1usize, 4, 16, 64] {
             if want("batch") {
                 let runs: Vec<f64> = (0..a.repeats).map(|_| batch(&m, n, 64)).collect::<Result<_>>()?;

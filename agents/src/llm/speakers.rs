@@ -4,7 +4,7 @@
 //! questions with a matcher.
 //!
 //! Specs:
-//! - agent `llm[:MODEL](temperature=0.7,top_p=0.9,top_k=0,max_tokens=32,weights=q8_0[,examples=CORPUS_DIR])`:
+//! - agent `llm[:MODEL](temperature=0.7,top_p=0.9,top_k=0,max_tokens=32,weights=auto[,examples=CORPUS_DIR])`:
 //!   with `examples`, the few-shot prompt of [`super::fewshot`] built from that corpus
 //! - persona `llm[:MODEL](grounding=check|correct,matcher=minilm|none,threshold=T,...)`
 //! - agent or persona `server:URL(model=NAME[,api_key_env=VAR,concurrency=8,retries=2,timeout=120,...])`

@@ -41,9 +41,12 @@ pub struct BackendRow {
 pub const BACKENDS: &[BackendRow] = &[
     BackendRow {
         name: "llm",
-        usage: "llm:MODEL.gguf(weights=q8_0)",
+        usage: "llm:MODEL.gguf(weights=auto)",
         help: "a local model on candle: a GGUF file or a Hugging Face folder (`llm` alone: the installed \
-               SmolLM2-135M); weights=q8_0 (re-quantized, the default), as-shipped or f32",
+               SmolLM2-135M); weights=auto (the default) keeps the file's Q4_1/Q8_0 blocks on dialogym's kernels, the \
+               family picked per CPU at load (AVX-512 VNNI, else AVX2+FMA, else scalar; DIALOGYM_KERNELS forces \
+               one; same tokens on all), q8_0 re-quantizes, as-shipped runs candle's kernels, f32 is the exact \
+               reference",
         keys: &["weights"],
         build: |spec, context| Ok(Box::new(local(spec, context)?)),
     },
@@ -84,7 +87,7 @@ pub fn backend(spec: &Spec, speaker_keys: &[&str], context: &Context) -> Result<
 pub fn model_arg(model: &Path, context: &Context) -> Result<Box<dyn LanguageModel>> {
     match model.to_str().filter(|m| m.starts_with("server:")) {
         Some(text) => backend(&Spec::parse(text)?, &[], context),
-        None => Ok(Box::new(load_model(context, model, WeightFormat::Q8_0)?)),
+        None => Ok(Box::new(load_model(context, model, WeightFormat::Auto)?)),
     }
 }
 
@@ -108,7 +111,7 @@ pub fn load_embedder(context: &Context, dir: &Path) -> Result<Arc<Mutex<Embedder
 
 /// The local model of `llm[:MODEL](weights=...)`.
 fn local(spec: &Spec, context: &Context) -> Result<LocalModel> {
-    let name = spec.get("weights", "q8_0".to_string())?;
+    let name = spec.get("weights", "auto".to_string())?;
     let format = WeightFormat::from_name(&name).ok_or_else(|| {
         let names: Vec<&str> = WeightFormat::ALL.iter().map(|f| f.name()).collect();
         anyhow!("`{spec}`: weights must be one of {}, not `{name}`", names.join(", "))

@@ -23,6 +23,7 @@ pub mod embed;
 pub mod gguf;
 pub mod hf;
 pub mod model;
+pub mod quant;
 pub mod sampling;
 pub mod server;
 pub mod template;
@@ -44,8 +45,10 @@ use tokenizer::Tokenizer;
 /// How to load and run a local model.
 #[derive(Clone, Debug)]
 pub struct ModelOptions {
-    /// Matmul weight storage (default: re-quantize to Q8_0).
+    /// Matmul weight storage (default: [`WeightFormat::Auto`]).
     pub format: WeightFormat,
+    /// Kernel family of the matmuls; `None`: `DIALOGYM_KERNELS`, else the best this CPU has.
+    pub kernels: Option<quant::Kernels>,
     /// Where the matmuls run (CPU unless built with `cuda` and asked for).
     pub device: Device,
     /// Longest sequence accepted (prompt + reply), capped by the model's own context.
@@ -59,7 +62,8 @@ pub struct ModelOptions {
 impl Default for ModelOptions {
     fn default() -> Self {
         ModelOptions {
-            format: WeightFormat::Q8_0,
+            format: WeightFormat::Auto,
+            kernels: None,
             device: Device::Cpu,
             max_context: 8192,
             cache_mib: 1024,
@@ -193,7 +197,11 @@ impl LocalModel {
     /// `config.json`; see [`hf`].
     pub fn load(path: &Path, opts: &ModelOptions) -> Result<LocalModel> {
         let started = Instant::now();
-        let loaded = if hf::is_hf_path(path) {
+        let kernels = match opts.kernels {
+            Some(k) => k,
+            None => quant::Kernels::from_env()?,
+        };
+        let mut loaded = if hf::is_hf_path(path) {
             hf::load(path, opts.format, &opts.device, opts.max_context)?
         } else {
             if !path.exists() {
@@ -204,6 +212,7 @@ impl LocalModel {
             }
             gguf::load(path, opts.format, &opts.device, opts.max_context)?
         };
+        loaded.weights.set_kernels(kernels)?;
         let fmt = opts.format.name();
         let shown = if hf::is_hf_path(path) { hf::model_dir(path) } else { path.to_path_buf() };
         let file = shown.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();

@@ -14,9 +14,11 @@
 
 use std::sync::Mutex;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
+
+use super::quant::{self, Kernels, QActs, QMat};
 
 /// Which member of the family: decides RoPE layout and biases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,31 +89,36 @@ impl Config {
 }
 
 /// A linear layer `y = x Wᵀ`, possibly several weight matrices fused side by side (q|k|v,
-/// gate|up) so one quantized matmul (one pass of the thread pool) computes them all.
+/// gate|up) so one matmul (one pass of the thread pool) computes them all.
 pub struct Linear {
-    /// Parts and their output widths, concatenated along the output dimension.
-    parts: Vec<(QMatMul, usize)>,
+    imp: Imp,
     /// Input width.
     k: usize,
-    /// Input width the weights were stored with: `k` rounded up to a multiple of 256 for
-    /// Q8_0 on the CPU (see [`Linear::new`]), the extra columns zero.
-    k_stored: usize,
     /// Output width (sum of the parts).
     n: usize,
 }
 
-/// Candle's fast x86 Q8_0 kernels (AVX-512 VNNI tiles) need the input width to be a
-/// multiple of this; the generic Q8_0 path is ~5× slower per multiply-add.
-const TILE_K: usize = 256;
+enum Imp {
+    /// This crate's kernels ([`quant`]): Q4_1 or Q8_0 blocks, CPU.
+    Own(QMat),
+    /// Candle's `QMatMul`, one per part with its output width (weights as shipped, F32, and
+    /// every format on other devices).
+    Candle(Vec<(QMatMul, usize)>),
+}
 
 /// How weights are stored for the matmuls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightFormat {
-    /// Every matmul weight re-quantized to Q8_0 at load (fused where possible). Candle has a
-    /// SIMD kernel for Q8_0 but not for Q4_1, so this is ~5× faster than Q4_1 as shipped,
-    /// at no measurable quality cost for sources of 8 bits or fewer.
+    /// The default: this crate's kernels on the file's own blocks where they have a kernel
+    /// (Q4_1, Q4_0, Q8_0: no re-quantization, the fewest bytes per weight), every other
+    /// tensor re-quantized to Q8_0; parts fused. The same choice on every CPU, so a model
+    /// gives the same tokens on AVX-512 and AVX2 machines (see [`quant`]).
+    Auto,
+    /// Every matmul weight re-quantized to Q8_0 at load (fused), on this crate's kernels:
+    /// twice the bytes of Q4_1, no unpacking of 4-bit codes.
     Q8_0,
-    /// Weights as the file ships them (no fusion); for benchmarks and exotic formats.
+    /// Weights as the file ships them, on candle's kernels (no fusion): the reference the
+    /// llama.cpp comparison test runs.
     AsShipped,
     /// Every matmul weight dequantized to F32 (fused): no quantization of weights or
     /// activations, the exact reference for comparing loaders (slow, 4 bytes a weight).
@@ -120,11 +127,12 @@ pub enum WeightFormat {
 
 impl WeightFormat {
     /// Every format, in the order help lists them.
-    pub const ALL: [WeightFormat; 3] = [WeightFormat::Q8_0, WeightFormat::AsShipped, WeightFormat::F32];
+    pub const ALL: [WeightFormat; 4] = [WeightFormat::Auto, WeightFormat::Q8_0, WeightFormat::AsShipped, WeightFormat::F32];
 
     /// The name specs use (`weights=q8_0`) and model ids show.
     pub fn name(self) -> &'static str {
         match self {
+            WeightFormat::Auto => "auto",
             WeightFormat::Q8_0 => "q8_0",
             WeightFormat::AsShipped => "as-shipped",
             WeightFormat::F32 => "f32",
@@ -137,9 +145,22 @@ impl WeightFormat {
     }
 }
 
+/// A tensor's blocks for this crate's kernels: the file's own (Q4_1, Q4_0, Q8_0) unless
+/// `requantize`, else re-quantized to Q8_0.
+fn own_blocks(w: &QTensor, requantize: bool) -> Result<QMat> {
+    let (n, k) = w.shape().dims2()?;
+    if !requantize || w.dtype() == GgmlDType::Q8_0 {
+        if let Some(q) = QMat::from_gguf_blocks(w.dtype(), &w.data()?, n, k)? {
+            return Ok(q);
+        }
+    }
+    let dense = w.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+    QMat::quantize_q8_0(&dense, n, k)
+}
+
 impl Linear {
-    /// Builds a linear layer from weight tensors `(n_i, k)`, fused into one Q8_0 matrix when
-    /// `format` is Q8_0 and `k` is a multiple of the Q8_0 block.
+    /// Builds a linear layer from weight tensors `(n_i, k)`, fused into one matrix unless
+    /// `format` is [`WeightFormat::AsShipped`].
     pub fn new(weights: Vec<QTensor>, format: WeightFormat, device: &Device) -> Result<Linear> {
         ensure!(!weights.is_empty(), "a linear layer needs a weight");
         let k = weights[0].shape().dims2()?.1;
@@ -150,75 +171,64 @@ impl Linear {
             widths.push(n);
         }
         let n = widths.iter().sum();
-        let mut k_stored = k;
-        let parts = match format {
-            WeightFormat::Q8_0 if k.is_multiple_of(32) => {
-                // Zero columns up to a multiple of TILE_K put every matmul on candle's fast
-                // tiled kernel (measured ~5× faster per multiply-add than the generic Q8_0
-                // kernel) for 33% more multiply-adds at k = 576. Zeros add nothing to the
-                // integer dot products, and each row is still computed on its own.
-                if device.is_cpu() && !k.is_multiple_of(TILE_K) {
-                    k_stored = k.div_ceil(TILE_K) * TILE_K;
+        let own = device.is_cpu() && k.is_multiple_of(quant::QK);
+        let imp = match format {
+            WeightFormat::Auto | WeightFormat::Q8_0 if own => {
+                let mut parts = weights
+                    .iter()
+                    .map(|w| own_blocks(w, format == WeightFormat::Q8_0))
+                    .collect::<Result<Vec<_>>>()?;
+                if parts.iter().any(|p| p.format() != parts[0].format()) {
+                    // Mixed block types cannot share one matrix: all to Q8_0.
+                    parts = weights.iter().map(|w| own_blocks(w, true)).collect::<Result<Vec<_>>>()?;
                 }
-                let q8 = if weights.len() == 1
-                    && weights[0].dtype() == GgmlDType::Q8_0
-                    && device.is_cpu()
-                    && k_stored == k
-                {
-                    weights.into_iter().next().context("one weight")?
-                } else {
-                    let dense: Vec<Tensor> =
-                        weights.iter().map(|w| w.dequantize(&Device::Cpu)).collect::<candle_core::Result<_>>()?;
-                    let mut cat = Tensor::cat(&dense, 0)?;
-                    if k_stored != k {
-                        let zeros = Tensor::zeros((n, k_stored - k), candle_core::DType::F32, &Device::Cpu)?;
-                        cat = Tensor::cat(&[&cat, &zeros], 1)?;
-                    }
-                    QTensor::quantize_onto(&cat, GgmlDType::Q8_0, device)?
-                };
-                vec![(QMatMul::from_qtensor(q8)?, n)]
+                Imp::Own(QMat::concat(parts)?)
             }
-            WeightFormat::F32 => {
+            WeightFormat::AsShipped => Imp::Candle(
+                weights
+                    .into_iter()
+                    .zip(widths)
+                    .map(|(w, n)| {
+                        // Tensors are read on the CPU; other devices get their own copy.
+                        let w = if device.is_cpu() {
+                            w
+                        } else {
+                            QTensor::quantize_onto(&w.dequantize(&Device::Cpu)?, w.dtype(), device)?
+                        };
+                        Ok((QMatMul::from_qtensor(w)?, n))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            _ => {
+                let dtype = if format == WeightFormat::F32 { GgmlDType::F32 } else { GgmlDType::Q8_0 };
                 let dense: Vec<Tensor> =
                     weights.iter().map(|w| w.dequantize(&Device::Cpu)).collect::<candle_core::Result<_>>()?;
                 let cat = Tensor::cat(&dense, 0)?;
-                vec![(QMatMul::from_qtensor(QTensor::quantize_onto(&cat, GgmlDType::F32, device)?)?, n)]
+                Imp::Candle(vec![(QMatMul::from_qtensor(QTensor::quantize_onto(&cat, dtype, device)?)?, n)])
             }
-            _ => weights
-                .into_iter()
-                .zip(widths)
-                .map(|(w, n)| {
-                    // Tensors are read on the CPU; other devices get their own copy.
-                    let w = if device.is_cpu() {
-                        w
-                    } else {
-                        QTensor::quantize_onto(&w.dequantize(&Device::Cpu)?, w.dtype(), device)?
-                    };
-                    Ok((QMatMul::from_qtensor(w)?, n))
-                })
-                .collect::<Result<Vec<_>>>()?,
         };
-        Ok(Linear { parts, k, k_stored, n })
+        Ok(Linear { imp, k, n })
     }
 
     /// `x` holds `m` rows of width `k`; returns `m` rows of width `n`.
-    pub fn forward(&self, x: &[f32], m: usize, device: &Device) -> Result<Vec<f32>> {
+    pub fn forward(&self, x: &[f32], m: usize, device: &Device, kernels: Kernels) -> Result<Vec<f32>> {
         debug_assert_eq!(x.len(), m * self.k);
-        let xt = if self.k_stored == self.k {
-            Tensor::from_slice(x, (m, self.k), device)?
-        } else {
-            let mut padded = vec![0f32; m * self.k_stored];
-            for r in 0..m {
-                padded[r * self.k_stored..r * self.k_stored + self.k].copy_from_slice(&x[r * self.k..(r + 1) * self.k]);
+        let parts = match &self.imp {
+            Imp::Own(w) => {
+                let a = QActs::quantize(x, m, self.k)?;
+                let mut out = vec![0f32; m * self.n];
+                quant::matmul(w, &a, kernels, &mut out)?;
+                return Ok(out);
             }
-            Tensor::from_vec(padded, (m, self.k_stored), device)?
+            Imp::Candle(parts) => parts,
         };
-        if let [(w, _)] = self.parts.as_slice() {
+        let xt = Tensor::from_slice(x, (m, self.k), device)?;
+        if let [(w, _)] = parts.as_slice() {
             return Ok(w.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?);
         }
         let mut out = vec![0f32; m * self.n];
         let mut offset = 0;
-        for (w, n) in &self.parts {
+        for (w, n) in parts {
             let y = w.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?;
             for r in 0..m {
                 out[r * self.n + offset..r * self.n + offset + n].copy_from_slice(&y[r * n..(r + 1) * n]);
@@ -230,14 +240,17 @@ impl Linear {
 
     /// The storage formats of the parts (for the model id and benchmarks).
     pub fn dtypes(&self) -> Vec<String> {
-        self.parts
-            .iter()
-            .map(|(w, _)| match w {
-                QMatMul::QTensor(t) => format!("{:?}", t.dtype()),
-                QMatMul::Tensor(_) => "F32".to_string(),
-                QMatMul::TensorF16(_) => "F16".to_string(),
-            })
-            .collect()
+        match &self.imp {
+            Imp::Own(w) => vec![format!("{:?} (own kernels)", w.format())],
+            Imp::Candle(parts) => parts
+                .iter()
+                .map(|(w, _)| match w {
+                    QMatMul::QTensor(t) => format!("{:?}", t.dtype()),
+                    QMatMul::Tensor(_) => "F32".to_string(),
+                    QMatMul::TensorF16(_) => "F16".to_string(),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -276,6 +289,8 @@ pub struct Weights {
     sin: Vec<f32>,
     /// Where the matmuls run.
     pub device: Device,
+    /// Which kernel family runs this crate's matmuls (chosen at load; see [`quant`]).
+    kernels: Kernels,
 }
 
 /// The keys and values one sequence has seen, per block: `[position][kv_head][head_dim]`.
@@ -396,7 +411,20 @@ impl Weights {
                 sin.push(angle.sin());
             }
         }
-        Ok(Weights { config, embed, blocks, out_norm, output, cos, sin, device })
+        Ok(Weights { config, embed, blocks, out_norm, output, cos, sin, device, kernels: Kernels::best() })
+    }
+
+    /// The kernel family the matmuls run on.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// Runs the matmuls on `kernels` from now on (every family computes the same numbers;
+    /// this changes only the speed). An error when this CPU lacks the family.
+    pub fn set_kernels(&mut self, kernels: Kernels) -> Result<()> {
+        ensure!(kernels.available(), "this CPU cannot run the {} kernels ({})", kernels.name(), quant::cpu_description());
+        self.kernels = kernels;
+        Ok(())
     }
 
     /// Applies RoPE in place to `heads` heads of `x` at position `pos`.
@@ -449,7 +477,7 @@ impl Weights {
             for r in 0..m {
                 rms_norm(&x[r * d..(r + 1) * d], &block.attn_norm, c.rms_eps, &mut h[r * d..(r + 1) * d]);
             }
-            let mut qkv = block.qkv.forward(&h, m, &self.device)?;
+            let mut qkv = block.qkv.forward(&h, m, &self.device, self.kernels)?;
             let width = q_dim + 2 * kv_dim;
             for r in 0..m {
                 let row = &mut qkv[r * width..(r + 1) * width];
@@ -527,14 +555,14 @@ impl Weights {
                     }
                 });
             }
-            let o = block.wo.forward(&attn, m, &self.device)?;
+            let o = block.wo.forward(&attn, m, &self.device, self.kernels)?;
             for (xi, oi) in x.iter_mut().zip(&o) {
                 *xi += oi;
             }
             for r in 0..m {
                 rms_norm(&x[r * d..(r + 1) * d], &block.ffn_norm, c.rms_eps, &mut h[r * d..(r + 1) * d]);
             }
-            let gu = block.gate_up.forward(&h, m, &self.device)?;
+            let gu = block.gate_up.forward(&h, m, &self.device, self.kernels)?;
             let ff = c.n_ff;
             let mut act = vec![0f32; m * ff];
             for r in 0..m {
@@ -543,7 +571,7 @@ impl Weights {
                     *a = silu(*gi) * ui;
                 }
             }
-            let down = block.down.forward(&act, m, &self.device)?;
+            let down = block.down.forward(&act, m, &self.device, self.kernels)?;
             for (xi, di) in x.iter_mut().zip(&down) {
                 *xi += di;
             }
@@ -560,7 +588,7 @@ impl Weights {
         for (i, &r) in wanted.iter().enumerate() {
             rms_norm(&x[r * d..(r + 1) * d], &self.out_norm, c.rms_eps, &mut hn[i * d..(i + 1) * d]);
         }
-        let logits = self.output.forward(&hn, wanted.len(), &self.device)?;
+        let logits = self.output.forward(&hn, wanted.len(), &self.device, self.kernels)?;
         let v = self.output.n;
         Ok(logits.chunks(v).map(|c| c.to_vec()).collect())
     }
@@ -609,11 +637,70 @@ mod tests {
         }
     }
 
+    /// Every kernel family this CPU can run (AVX-512 VNNI, AVX2, scalar: the AVX2 path is
+    /// tested on AVX-512 machines too), on both of this crate's weight formats, against the
+    /// F32 reference (no quantization at all): llama.cpp's greedy token, the 32 highest
+    /// reference logits within 0.5 (8-bit activations; measured ≤ 0.3), and the same bits
+    /// from every family.
+    #[test]
+    fn every_kernel_family_matches_the_f32_reference() {
+        let reference =
+            LocalModel::load(&model_path(), &ModelOptions { format: WeightFormat::F32, ..ModelOptions::default() })
+                .expect("loads");
+        let fx_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reference_logits.json");
+        let fx: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&fx_path).expect("fixture")).expect("json");
+        let logits = |m: &LocalModel, ids: &[u32]| {
+            let mut cache = vec![KvCache::new(m.weights().config.n_layer)];
+            let rows: Vec<Row> =
+                ids.iter().enumerate().map(|(i, &t)| Row { seq: 0, token: t, logits: i + 1 == ids.len() }).collect();
+            m.weights().forward(&rows, &mut cache).expect("forward").remove(0)
+        };
+        let prompts: Vec<(Vec<u32>, u32)> = fx["prompts"]
+            .as_array()
+            .expect("prompts")
+            .iter()
+            .map(|p| {
+                let ids = p["ids"].as_array().expect("ids").iter().map(|v| v.as_u64().expect("id") as u32).collect();
+                (ids, p["top"][0][0].as_u64().expect("id") as u32)
+            })
+            .collect();
+        let want: Vec<Vec<f32>> = prompts.iter().map(|(ids, _)| logits(&reference, ids)).collect();
+        for format in [WeightFormat::Auto, WeightFormat::Q8_0] {
+            let mut first: Option<Vec<Vec<f32>>> = None;
+            for kernels in quant::Kernels::available_all() {
+                let m = LocalModel::load(&model_path(), &ModelOptions { format, kernels: Some(kernels), ..ModelOptions::default() })
+                    .expect("loads");
+                assert_eq!(m.weights().kernels(), kernels);
+                let got: Vec<Vec<f32>> = prompts.iter().map(|(ids, _)| logits(&m, ids)).collect();
+                for (((_, best), g), w) in prompts.iter().zip(&got).zip(&want) {
+                    assert_eq!(crate::lm::sampling::argmax(g), *best, "{format:?} on {kernels:?}: greedy token");
+                    let mut top: Vec<usize> = (0..w.len()).collect();
+                    top.sort_by(|&a, &b| w[b].total_cmp(&w[a]));
+                    let diff = top[..32].iter().map(|&i| (g[i] - w[i]).abs()).fold(0f32, f32::max);
+                    eprintln!("{format:?} on {kernels:?}: top-32 logits within {diff:.3} of F32");
+                    assert!(diff < 0.5, "{format:?} on {kernels:?}: logits differ from F32's by up to {diff}");
+                }
+                match &first {
+                    None => first = Some(got),
+                    Some(f) => assert!(f == &got, "{format:?}: {kernels:?} differs from another family"),
+                }
+            }
+        }
+    }
+
     /// A prompt fed in one chunk, token by token, or beside another sequence gives
-    /// bit-identical logits: the property batch invariance rests on.
+    /// bit-identical logits, on every kernel family: the property batch invariance rests on.
     #[test]
     fn rows_do_not_influence_each_other() {
-        let m = LocalModel::load(&model_path(), &ModelOptions::default()).expect("loads");
+        for kernels in quant::Kernels::available_all() {
+            rows_do_not_influence_each_other_on(kernels);
+        }
+    }
+
+    fn rows_do_not_influence_each_other_on(kernels: quant::Kernels) {
+        let m = LocalModel::load(&model_path(), &ModelOptions { kernels: Some(kernels), ..ModelOptions::default() })
+            .expect("loads");
         let w = m.weights();
         let ids = m.tokenizer().encode("The quick brown fox jumps over the lazy dog again and again").expect("encodes");
         let other = m.tokenizer().encode("Numbers: 1 2 3 4 5").expect("encodes");
