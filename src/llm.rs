@@ -225,8 +225,11 @@ pub const LLM_AGENTS: &[AgentRow<EntityScenario>] = &[
     SpeakerRow {
         name: "llm",
         aliases: &[],
-        usage: "llm:MODEL.gguf(temperature=0.7,max_tokens=32)",
-        help: "a prompted language model asks free-text questions (zero-shot baseline)",
+        usage: "llm:MODEL.gguf(temperature=0.7,max_tokens=32,weights=auto)",
+        help: "a prompted language model asks free-text questions (zero-shot baseline); weights=auto keeps \
+               the file's Q4_1/Q8_0 blocks on dialogym's kernels, the family picked per CPU at load (AVX-512 VNNI, \
+               else AVX2+FMA, else scalar; DIALOGYM_KERNELS forces one; same tokens on all), q8_0 re-quantizes, \
+               as-shipped runs candle's kernels, f32 is the exact reference",
         build: build_llm_agent,
     },
     SpeakerRow {
@@ -252,8 +255,9 @@ pub const ENTITY_PERSONAS: &[PersonaRow<EntityScenario>] = &[
     SpeakerRow {
         name: "llm",
         aliases: &[],
-        usage: "llm:MODEL.gguf(grounding=check)",
-        help: "a language model plays the persona from its card; answers checked against the table",
+        usage: "llm:MODEL.gguf(grounding=check,weights=auto)",
+        help: "a language model plays the persona from its card; answers checked against the table; \
+               weights= as for the llm agent",
         build: build_llm_persona,
     },
     SpeakerRow {
