@@ -165,7 +165,9 @@ fn main() -> Result<()> {
     let formats: Vec<WeightFormat> = a
         .formats
         .iter()
-        .map(|f| WeightFormat::from_name(f).with_context(|| format!("unknown format {f} (auto, q8_0, as-shipped, f32)")))
+        .map(|f| {
+            WeightFormat::from_name(f).with_context(|| format!("unknown format {f} (auto, q8_0, as-shipped, f32)"))
+        })
         .collect::<Result<_>>()?;
     let kernels = dialogym::policies::lm::quant::Kernels::from_env()?;
     println!(

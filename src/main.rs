@@ -81,7 +81,12 @@ enum Command {
         /// Scenario name (see `scenarios list`) or a scenario file (.toml).
         #[arg(long, default_value = "twenty-questions")]
         scenario: String,
-        /// Agent spec, e.g. `greedy-eig`, `eps-greedy(eps=0.3)`, `mix:random@1,greedy-eig@3`.
+        /// Agent spec, e.g. `greedy-eig`, `eps-greedy(eps=0.3)`, `mix:random@1,greedy-eig@3`,
+        /// `llm:MODEL.gguf(weights=auto)`. Local models' `weights=`: `auto` (default) keeps the
+        /// file's Q4_1/Q8_0 blocks on dialogym's kernels, the family chosen per CPU at load:
+        /// AVX-512 VNNI where the CPU has it, else AVX2+FMA, else scalar (`DIALOGYM_KERNELS=
+        /// avx512|avx2|scalar` forces one; all give the same tokens); `q8_0` re-quantizes every
+        /// weight to Q8_0; `as-shipped` runs candle's kernels; `f32` is the exact reference.
         #[arg(long, default_value = "greedy-eig")]
         agent: String,
         /// Persona spec, e.g. `oracle`, `oracle(slip=0.05)`.

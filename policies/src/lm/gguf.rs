@@ -1,5 +1,6 @@
-//! Loading a GGUF file: metadata → [`Config`], tensors → [`Weights`] (re-quantized to Q8_0
-//! unless asked otherwise), tokenizer and chat template from the `tokenizer.*` metadata.
+//! Loading a GGUF file: metadata → [`Config`], tensors → [`Weights`] (Q4_1/Q8_0 blocks kept
+//! as shipped, others re-quantized to Q8_0, unless asked otherwise), tokenizer and chat
+//! template from the `tokenizer.*` metadata.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};

@@ -127,7 +127,8 @@ pub enum WeightFormat {
 
 impl WeightFormat {
     /// Every format, in the order help lists them.
-    pub const ALL: [WeightFormat; 4] = [WeightFormat::Auto, WeightFormat::Q8_0, WeightFormat::AsShipped, WeightFormat::F32];
+    pub const ALL: [WeightFormat; 4] =
+        [WeightFormat::Auto, WeightFormat::Q8_0, WeightFormat::AsShipped, WeightFormat::F32];
 
     /// The name specs use (`weights=q8_0`) and model ids show.
     pub fn name(self) -> &'static str {
@@ -174,10 +175,8 @@ impl Linear {
         let own = device.is_cpu() && k.is_multiple_of(quant::QK);
         let imp = match format {
             WeightFormat::Auto | WeightFormat::Q8_0 if own => {
-                let mut parts = weights
-                    .iter()
-                    .map(|w| own_blocks(w, format == WeightFormat::Q8_0))
-                    .collect::<Result<Vec<_>>>()?;
+                let mut parts =
+                    weights.iter().map(|w| own_blocks(w, format == WeightFormat::Q8_0)).collect::<Result<Vec<_>>>()?;
                 if parts.iter().any(|p| p.format() != parts[0].format()) {
                     // Mixed block types cannot share one matrix: all to Q8_0.
                     parts = weights.iter().map(|w| own_blocks(w, true)).collect::<Result<Vec<_>>>()?;
@@ -422,7 +421,12 @@ impl Weights {
     /// Runs the matmuls on `kernels` from now on (every family computes the same numbers;
     /// this changes only the speed). An error when this CPU lacks the family.
     pub fn set_kernels(&mut self, kernels: Kernels) -> Result<()> {
-        ensure!(kernels.available(), "this CPU cannot run the {} kernels ({})", kernels.name(), quant::cpu_description());
+        ensure!(
+            kernels.available(),
+            "this CPU cannot run the {} kernels ({})",
+            kernels.name(),
+            quant::cpu_description()
+        );
         self.kernels = kernels;
         Ok(())
     }
@@ -669,8 +673,11 @@ mod tests {
         for format in [WeightFormat::Auto, WeightFormat::Q8_0] {
             let mut first: Option<Vec<Vec<f32>>> = None;
             for kernels in quant::Kernels::available_all() {
-                let m = LocalModel::load(&model_path(), &ModelOptions { format, kernels: Some(kernels), ..ModelOptions::default() })
-                    .expect("loads");
+                let m = LocalModel::load(
+                    &model_path(),
+                    &ModelOptions { format, kernels: Some(kernels), ..ModelOptions::default() },
+                )
+                .expect("loads");
                 assert_eq!(m.weights().kernels(), kernels);
                 let got: Vec<Vec<f32>> = prompts.iter().map(|(ids, _)| logits(&m, ids)).collect();
                 for (((_, best), g), w) in prompts.iter().zip(&got).zip(&want) {

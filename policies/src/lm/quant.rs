@@ -112,7 +112,11 @@ impl Kernels {
 pub fn cpu_description() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     #[allow(unused_mut)]
     let mut feats: Vec<&str> = Vec::new();
@@ -267,7 +271,12 @@ impl QMat {
 
     /// Reads GGUF blocks (`Q4_1`, `Q4_0` or `Q8_0`, as candle's `QTensor::data` gives them)
     /// of an `n × k` matrix; `None` for another block type.
-    pub fn from_gguf_blocks(dtype: candle_core::quantized::GgmlDType, data: &[u8], n: usize, k: usize) -> Result<Option<QMat>> {
+    pub fn from_gguf_blocks(
+        dtype: candle_core::quantized::GgmlDType,
+        data: &[u8],
+        n: usize,
+        k: usize,
+    ) -> Result<Option<QMat>> {
         use candle_core::quantized::GgmlDType;
         let nb = k / QK;
         let (format, size) = match dtype {
@@ -277,7 +286,12 @@ impl QMat {
             _ => return Ok(None),
         };
         let mut w = QMat::blank(format, n, k)?;
-        ensure!(data.len() == n * nb * size, "{dtype:?} tensor of {n}×{k} has {} bytes, expected {}", data.len(), n * nb * size);
+        ensure!(
+            data.len() == n * nb * size,
+            "{dtype:?} tensor of {n}×{k} has {} bytes, expected {}",
+            data.len(),
+            n * nb * size
+        );
         let h = |b: &[u8], at: usize| f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]));
         for o in 0..n {
             for b in 0..nb {
@@ -372,6 +386,9 @@ pub struct QActs {
     /// `m × nbp × 8`: −128 × the sum of each lane's four codes (the AVX-512 Q8_0 kernel
     /// feeds `w + 128` to `vpdpbusd`, which wants unsigned weights).
     corr: Vec<i32>,
+    /// `m × nbp/2 × 16`: the scales of each block pair spread over 8 lanes each (the
+    /// AVX-512 kernels' operand layout).
+    dpair: Vec<f32>,
 }
 
 impl QActs {
@@ -390,6 +407,7 @@ impl QActs {
             d: vec![0.0; m * nbp],
             s: vec![0.0; m * nb8],
             corr: vec![0; m * nbp * 8],
+            dpair: vec![0.0; m * nbp * 8],
         };
         for r in 0..m {
             for b in 0..nb {
@@ -399,6 +417,7 @@ impl QActs {
                 a.d[at] = d;
                 let sum: i32 = codes.iter().map(|&c| c as i32).sum();
                 a.s[r * nb8 + b] = d * sum as f32;
+                a.dpair[at * 8..(at + 1) * 8].fill(d);
                 for j in 0..8 {
                     a.corr[at * 8 + j] = -128 * codes[4 * j..4 * j + 4].iter().map(|&c| c as i32).sum::<i32>();
                 }
@@ -543,6 +562,10 @@ mod x86 {
     use super::{QActs, QK, QMat};
     use std::arch::x86_64::*;
 
+    /// Bytes ahead of the current block pair to prefetch (about two Q4_1 rows of 576): a
+    /// prefetch past the end of the matrix is a hint, never a fault.
+    const PREFETCH: usize = 1024;
+
     #[target_feature(enable = "avx2,fma")]
     unsafe fn hsum256(v: __m256) -> f32 {
         let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -582,6 +605,7 @@ mod x86 {
             let mut acc0 = [_mm256_setzero_ps(); R];
             let mut acc1 = [_mm256_setzero_ps(); R];
             for p in 0..nbp / 2 {
+                _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(p * QK + PREFETCH) as *const i8);
                 let packed = _mm256_loadu_si256(wq.add(p * QK) as *const __m256i);
                 let lo = _mm256_and_si256(packed, mask);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
@@ -619,6 +643,7 @@ mod x86 {
             let mut acc0 = [_mm256_setzero_ps(); R];
             let mut acc1 = [_mm256_setzero_ps(); R];
             for p in 0..nbp / 2 {
+                _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(2 * p * QK + 2 * PREFETCH) as *const i8);
                 let we = _mm256_loadu_si256(wq.add(2 * p * QK) as *const __m256i);
                 let wo = _mm256_loadu_si256(wq.add((2 * p + 1) * QK) as *const __m256i);
                 let ae = _mm256_abs_epi8(we);
@@ -672,6 +697,7 @@ mod x86 {
             let mask = _mm256_set1_epi8(0x0f);
             let mut acc = [_mm512_setzero_ps(); R];
             for p in 0..nbp / 2 {
+                _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(p * QK + PREFETCH) as *const i8);
                 let packed = _mm256_loadu_si256(wq.add(p * QK) as *const __m256i);
                 let lo = _mm256_and_si256(packed, mask);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask);
@@ -681,7 +707,7 @@ mod x86 {
                     let at = (r0 + r) * nbp + 2 * p;
                     let xz = _mm512_loadu_si512(a.q.as_ptr().add(at * QK) as *const __m512i);
                     let lanes = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wz, xz);
-                    let d = _mm512_mul_ps(dw, pair_scales(a.d.as_ptr().add(at)));
+                    let d = _mm512_mul_ps(dw, _mm512_loadu_ps(a.dpair.as_ptr().add(at * 8)));
                     acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(lanes), acc[r]);
                 }
             }
@@ -703,6 +729,7 @@ mod x86 {
             let flip = _mm512_set1_epi8(-128);
             let mut acc = [_mm512_setzero_ps(); R];
             for p in 0..nbp / 2 {
+                _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add(2 * p * QK + 2 * PREFETCH) as *const i8);
                 let wz = _mm512_xor_si512(_mm512_loadu_si512(wq.add(2 * p * QK) as *const __m512i), flip);
                 let dw = pair_scales(wd.add(2 * p));
                 for r in 0..R {
@@ -710,7 +737,7 @@ mod x86 {
                     let xz = _mm512_loadu_si512(a.q.as_ptr().add(at * QK) as *const __m512i);
                     let corr = _mm512_loadu_si512(a.corr.as_ptr().add(at * 8) as *const __m512i);
                     let lanes = _mm512_dpbusd_epi32(corr, wz, xz);
-                    let d = _mm512_mul_ps(dw, pair_scales(a.d.as_ptr().add(at)));
+                    let d = _mm512_mul_ps(dw, _mm512_loadu_ps(a.dpair.as_ptr().add(at * 8)));
                     acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(lanes), acc[r]);
                 }
             }
@@ -768,7 +795,13 @@ mod tests {
                     for &f in &families {
                         let got = run(w, &a, f);
                         let same = got.iter().zip(&want).all(|(g, s)| g.to_bits() == s.to_bits());
-                        assert!(same, "{f:?} vs scalar, {:?} {n}×{k}, {m} rows: {:?} vs {:?}", w.format, &got[..3.min(got.len())], &want[..3.min(want.len())]);
+                        assert!(
+                            same,
+                            "{f:?} vs scalar, {:?} {n}×{k}, {m} rows: {:?} vs {:?}",
+                            w.format,
+                            &got[..3.min(got.len())],
+                            &want[..3.min(want.len())]
+                        );
                     }
                 }
             }
@@ -796,11 +829,16 @@ mod tests {
                         }
                     }
                     let g = got[r * n + o] as f64;
-                    assert!((g - exact).abs() <= 1e-4 * (1.0 + exact.abs()), "{:?} ({r},{o}): {g} vs {exact}", w.format);
+                    assert!(
+                        (g - exact).abs() <= 1e-4 * (1.0 + exact.abs()),
+                        "{:?} ({r},{o}): {g} vs {exact}",
+                        w.format
+                    );
                     // And rounding the activations moves each by at most half its block's
                     // scale: the product stays within Σ |w| · d / 2 of the unquantized one.
                     let plain: f64 = (0..k).map(|i| wd[o * k + i] as f64 * x[r * k + i] as f64).sum();
-                    let bound: f64 = (0..k).map(|i| (wd[o * k + i] as f64).abs() * a.d[r * a.nbp + i / QK] as f64 / 2.0).sum();
+                    let bound: f64 =
+                        (0..k).map(|i| (wd[o * k + i] as f64).abs() * a.d[r * a.nbp + i / QK] as f64 / 2.0).sum();
                     assert!((g - plain).abs() <= bound + 1e-4, "({r},{o}): {g} vs unquantized {plain} (bound {bound})");
                 }
             }
@@ -817,7 +855,8 @@ mod tests {
         let x = Tensor::from_vec(random_f32(&mut rng, n * k), (n, k), &Device::Cpu).expect("tensor");
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q4_0, GgmlDType::Q8_0] {
             let q = QTensor::quantize(&x, dtype).expect("quantize");
-            let want: Vec<f32> = q.dequantize(&Device::Cpu).expect("deq").flatten_all().expect("flat").to_vec1().expect("vec");
+            let want: Vec<f32> =
+                q.dequantize(&Device::Cpu).expect("deq").flatten_all().expect("flat").to_vec1().expect("vec");
             let data = q.data().expect("data");
             let ours = QMat::from_gguf_blocks(dtype, &data, n, k).expect("reads").expect("supported");
             assert_eq!(ours.dequantize(), want, "{dtype:?}");
@@ -827,7 +866,14 @@ mod tests {
 
     #[test]
     fn f16_conversion_is_exact() {
-        for (bits, want) in [(0x3c00u16, 1.0f32), (0xc000, -2.0), (0x0001, 5.960_464_5e-8), (0x7bff, 65504.0), (0x0000, 0.0), (0x03ff, 6.097_555e-5)] {
+        for (bits, want) in [
+            (0x3c00u16, 1.0f32),
+            (0xc000, -2.0),
+            (0x0001, 5.960_464_5e-8),
+            (0x7bff, 65504.0),
+            (0x0000, 0.0),
+            (0x03ff, 6.097_555e-5),
+        ] {
             assert_eq!(f16_to_f32(bits), want, "{bits:#x}");
         }
         assert!(f16_to_f32(0x7e00).is_nan());
