@@ -183,7 +183,7 @@ fn a_server_killed_mid_run_then_resume_gives_every_episode_once() {
     assert!(err.contains("--resume") && err.contains("LLM server at"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let kept = rows(&out).len();
-    assert!(kept >= 2 && kept < 8, "{kept} rows kept");
+    assert!((2..8).contains(&kept), "{kept} rows kept");
 
     let _server = Server::on(port);
     let o = generate(&out, "greedy-eig", &p, "8", &args).arg("--resume").output().unwrap();

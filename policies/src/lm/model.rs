@@ -150,10 +150,10 @@ impl WeightFormat {
 /// `requantize`, else re-quantized to Q8_0.
 fn own_blocks(w: &QTensor, requantize: bool) -> Result<QMat> {
     let (n, k) = w.shape().dims2()?;
-    if !requantize || w.dtype() == GgmlDType::Q8_0 {
-        if let Some(q) = QMat::from_gguf_blocks(w.dtype(), &w.data()?, n, k)? {
-            return Ok(q);
-        }
+    if (!requantize || w.dtype() == GgmlDType::Q8_0)
+        && let Some(q) = QMat::from_gguf_blocks(w.dtype(), &w.data()?, n, k)?
+    {
+        return Ok(q);
     }
     let dense = w.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
     QMat::quantize_q8_0(&dense, n, k)

@@ -22,6 +22,9 @@
 //! The family is chosen at load time ([`Kernels::from_env`]): the best the CPU has, or the one
 //! `DIALOGYM_KERNELS=avx512|avx2|scalar` forces (tests and benchmarks run every path on one
 //! machine that way).
+
+// Kernels index several arrays by the same row/lane counter; iterators would hide that.
+#![allow(clippy::needless_range_loop)]
 #![allow(unsafe_code)]
 
 use anyhow::{Result, bail, ensure};
@@ -229,7 +232,7 @@ impl QMat {
         self.scales[o * self.nbp + b] = d;
         self.mins[o * self.nb8 + b] = m;
         let base = (o * self.nbp / 2 + b / 2) * QK;
-        let shift = if b % 2 == 0 { 0 } else { 4 };
+        let shift = if b.is_multiple_of(2) { 0 } else { 4 };
         for (i, &c) in codes.iter().enumerate() {
             self.quants[base + i] |= (c & 0x0f) << shift;
         }
@@ -248,7 +251,7 @@ impl QMat {
         match self.format {
             QFormat::Q4_1 => {
                 let byte = self.quants[(o * self.nbp / 2 + b / 2) * QK + i];
-                (if b % 2 == 0 { byte & 0x0f } else { byte >> 4 }) as i32
+                (if b.is_multiple_of(2) { byte & 0x0f } else { byte >> 4 }) as i32
             }
             QFormat::Q8_0 => self.quants[(o * self.nbp + b) * QK + i] as i8 as i32,
         }
